@@ -1,0 +1,5 @@
+"""CLI commands of the daemon."""
+
+import click
+
+commands: list[click.Command] = []

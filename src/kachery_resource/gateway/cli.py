@@ -1,0 +1,5 @@
+"""CLI commands of the gateway."""
+
+import click
+
+commands: list[click.Command] = []

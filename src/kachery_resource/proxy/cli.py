@@ -1,0 +1,5 @@
+"""CLI commands of the proxy."""
+
+import click
+
+commands: list[click.Command] = []
