@@ -1,5 +1,6 @@
 """kachery-resource: make local files available to kachery clients on demand."""
 
+from .client import load_file, request_file
 from .errors import (
     ConfigError,
     FileChangedError,
@@ -33,5 +34,7 @@ __all__ = [
     "StoreError",
     "TimeoutError_",
     "UploadFailedError",
+    "load_file",
     "parse_sha1_uri",
+    "request_file",
 ]

@@ -1,0 +1,234 @@
+#!/usr/bin/env python3
+"""Benchmark the proxy the way ../shared/docs/BASELINE.md measured the old TypeScript one.
+
+Runs, on 127.0.0.1, `kachery-resource proxy` and a daemon that answers `not-found`
+(our `kachery-resource share` with an empty store, and/or the minimal
+`bench/proxy_notfound_daemon.py`), then the shared load scripts unchanged:
+
+- relay: `wrk -t2 -c{N} -d{D}s --timeout 10s -s post.lua URL/r/bench1` for N in 1,10,100,500
+  (wrk needs threads <= connections, so N=1 uses -t1); median of --runs runs; CPU of
+  proxy and daemon during each run (proctree.py);
+- idle daemons: `ws_idle.py --n 1000` and `--n 5000` (needs the `websockets` package; pass
+  --ws-python to a Python that has it), proxy RSS before/after;
+- fan-in: `fanin.py --mode raw --n 200`, median of --runs runs.
+
+Prints a Markdown report with the baseline beside each number and a JSON line
+(`PROXYBENCH {...}`). Usage:
+  bench/proxy_relay.py [--daemons ours,minimal] [--duration 10] [--runs 3]
+                       [--shared ../shared/bench] [--ws-python /path/to/python]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+SECRET = "bench-secret"
+BASE_RPS = {1: 1628, 10: 3988, 100: 3857, 500: 4335}
+BASE_P50_MS = {1: 0.56, 10: 2.1, 100: 24, 500: 92}
+BASE_IDLE = {1000: (66.9, 9.6, 0.61), 5000: (104.0, 9.6, 4.0)}
+BASE_FANIN_MS = 54
+
+
+def start(cmd: list[str], ready: str, env: dict[str, str] | None = None,
+          timeout: float = 60) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"})
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        m = re.search(ready, line)
+        if m:
+            # keep draining output so the child never blocks on a full pipe
+            subprocess.Popen(["cat"], stdin=proc.stdout, stdout=subprocess.DEVNULL)
+            return proc, m.group(1) if m.groups() else line
+    proc.kill()
+    raise SystemExit(f"{cmd[0]} did not become ready:\n{''.join(seen)}")
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def proctree(shared: Path, *args: str) -> str:
+    return subprocess.run([sys.executable, str(shared / "proctree.py"), *args],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+ACCESS_LOG = ["off"]
+
+
+def start_proxy() -> tuple[subprocess.Popen[str], str]:
+    return start([str(BIN / "kachery-resource"), "proxy", "--host", "127.0.0.1", "--port", "0",
+                  "--access-log", ACCESS_LOG[0], "--max-connections-per-ip", "0"],
+                 r"(http://127\.0\.0\.1:\d+)", {"PROXY_SECRET": SECRET})
+
+
+def start_daemon(kind: str, url: str, workdir: Path) -> subprocess.Popen[str]:
+    if kind == "minimal":
+        proc, _ = start([sys.executable, str(ROOT / "bench" / "proxy_notfound_daemon.py"),
+                         "--url", url, "--secret", SECRET], r"(READY)")
+        return proc
+    from kachery_resource.identity import ClientKeys
+
+    keys = ClientKeys.generate()
+    kc = workdir / "kc"
+    kc.mkdir(exist_ok=True)
+    config = workdir / "kachery-resource.yaml"
+    config.write_text(f"resourceName: bench1\nkacheryZone: default\nmaxConcurrentUploads: 2\n"
+                      f"proxyUrl: {url}\nproxySecret: {SECRET}\n")
+    proc, _ = start([str(BIN / "kachery-resource"), "share", "--config", str(config)],
+                    r"KACHERY_RESOURCE_URL=(\S+)",
+                    {"KACHERY_CLOUD_DIR": str(kc), "KACHERY_CLOUD_CLIENT_ID": keys.client_id,
+                     "KACHERY_CLOUD_PRIVATE_KEY": keys.private_key_hex})
+    return proc
+
+
+def wrk(shared: Path, url: str, conns: int, duration: int, pids: dict[str, int]) -> dict[str, float]:
+    threads = 1 if conns < 2 else 2
+    cpu0 = {k: float(proctree(shared, "cpu", str(p))) for k, p in pids.items()}
+    t0 = time.monotonic()
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--timeout", "10s",
+                          "-s", str(shared / "post.lua"), f"{url}/r/bench1"],
+                         capture_output=True, text=True, env={**os.environ, "RESOURCE": "bench1"},
+                         cwd=shared, check=True).stdout
+    wall = time.monotonic() - t0
+    cpu1 = {k: float(proctree(shared, "cpu", str(p))) for k, p in pids.items()}
+    line = next(x for x in out.splitlines() if x.startswith("WRKJSON "))
+    res: dict[str, float] = json.loads(line[8:])
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    res["non2xx"] = int(non2xx.group(1)) if non2xx else 0
+    for k in pids:
+        res[f"cpu_{k}_pct"] = round(100 * (cpu1[k] - cpu0[k]) / wall, 1)
+    return res
+
+
+def relay(shared: Path, kind: str, conns_list: list[int], duration: int, runs: int) -> dict[int, dict[str, float]]:
+    results: dict[int, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        proxy, url = start_proxy()
+        daemon = start_daemon(kind, url, Path(tmp))
+        try:
+            wrk(shared, url, 10, 2, {})  # warm-up
+            for conns in conns_list:
+                samples = []
+                for _ in range(runs):
+                    proctree(shared, "waitidle", "60", "20")
+                    samples.append(wrk(shared, url, conns, duration,
+                                       {"proxy": proxy.pid, "daemon": daemon.pid}))
+                med = sorted(samples, key=lambda s: s["rps"])[len(samples) // 2]
+                med["rps_all"] = [s["rps"] for s in samples]  # type: ignore[assignment]
+                results[conns] = med
+                print(f"# {kind} c={conns}: {med['rps_all']} req/s, p50 {med['lat_p50_us']} us",
+                      file=sys.stderr, flush=True)
+        finally:
+            stop(daemon)
+            stop(proxy)
+    return results
+
+
+def idle(shared: Path, ws_python: str, n: int) -> dict[str, object]:
+    proxy, url = start_proxy()
+    try:
+        time.sleep(1)
+        out = subprocess.run([ws_python, str(shared / "ws_idle.py"), "--url", "ws" + url[4:],
+                              "--secret", SECRET, "--n", str(n), "--pid", str(proxy.pid)],
+                             capture_output=True, text=True, check=True).stdout
+        line = next(x for x in out.splitlines() if x.startswith("WSJSON "))
+        res: dict[str, object] = json.loads(line[7:])
+        return res
+    finally:
+        stop(proxy)
+
+
+def fanin(shared: Path, runs: int) -> list[dict[str, object]]:
+    proxy, url = start_proxy()
+    daemon = start_daemon("minimal", url, Path("."))
+    out = []
+    try:
+        for _ in range(runs):
+            proctree(shared, "waitidle", "60", "20")
+            text = subprocess.run([sys.executable, str(shared / "fanin.py"), "--url", url,
+                                   "--resource", "bench1", "--n", "200", "--mode", "raw"],
+                                  capture_output=True, text=True, check=True).stdout
+            out.append(json.loads(next(x for x in text.splitlines()
+                                       if x.startswith("FANJSON "))[8:]))
+    finally:
+        stop(daemon)
+        stop(proxy)
+    return out
+
+
+def report(rel: dict[str, dict[int, dict[str, float]]], idles: dict[int, dict[str, object]],
+           fan: list[dict[str, object]]) -> str:
+    lines = ["| daemon | connections | req/s (median) | runs | ratio vs old | p50 ms (old) | "
+             "p99 ms | non-2xx | CPU proxy / daemon % |", "|---|---|---|---|---|---|---|---|---|"]
+    for kind, by_conns in rel.items():
+        for c, r in by_conns.items():
+            lines.append(
+                f"| {kind} | {c} | {r['rps']:,.0f} | {', '.join(f'{x:,.0f}' for x in r['rps_all'])} "  # type: ignore[attr-defined]
+                f"| {r['rps'] / BASE_RPS[c]:.2f}x | {r['lat_p50_us'] / 1000:.2f} ({BASE_P50_MS[c]}) "
+                f"| {r['lat_p99_us'] / 1000:.1f} | {int(r['non2xx'])} "
+                f"| {r['cpu_proxy_pct']:.0f} / {r['cpu_daemon_pct']:.0f} |")
+    if idles:
+        lines += ["", "| idle daemons | acknowledged | RSS before → after | per daemon | old per daemon "
+                  "| time to accept all (old) |", "|---|---|---|---|---|---|"]
+        for n, r in idles.items():
+            before, after = int(r["rss_before_kb"]), int(r["rss_after_kb"])  # type: ignore[call-overload]
+            lines.append(f"| {n:,} | {r['ok']} | {before / 1024:.1f} → {after / 1024:.1f} MB | "
+                         f"{(after - before) / n:.1f} KB | {BASE_IDLE[n][1]} KB | "
+                         f"{r['connect_s']} s ({BASE_IDLE[n][2]} s) |")
+    if fan:
+        walls = sorted(1000 * float(f["wall_s"]) for f in fan)  # type: ignore[arg-type]
+        lines += ["", f"Fan-in of 200 (`fanin.py --mode raw --n 200`): median "
+                  f"{statistics.median(walls):.0f} ms over {len(walls)} runs "
+                  f"({', '.join(f'{w:.0f}' for w in walls)}), old proxy {BASE_FANIN_MS} ms; "
+                  f"all answered 200: {all(f['ok'] == 200 for f in fan)}."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "bench")
+    p.add_argument("--daemons", default="ours,minimal")
+    p.add_argument("--conns", default="1,10,100,500")
+    p.add_argument("--duration", type=int, default=10)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--ws-python", default=None, help="Python with `websockets` for ws_idle.py")
+    p.add_argument("--idle", default="1000,5000")
+    p.add_argument("--skip-fanin", action="store_true")
+    p.add_argument("--access-log", default="off", help="proxy --access-log (off, -, FILE)")
+    a = p.parse_args()
+    ACCESS_LOG[0] = a.access_log
+    conns = [int(x) for x in a.conns.split(",") if x]
+    rel = {kind: relay(a.shared, kind, conns, a.duration, a.runs)
+           for kind in a.daemons.split(",") if kind}
+    idles = ({n: idle(a.shared, a.ws_python, n) for n in (int(x) for x in a.idle.split(",") if x)}
+             if a.ws_python else {})
+    fan = [] if a.skip_fanin else fanin(a.shared, a.runs)
+    print(report(rel, idles, fan))
+    print("PROXYBENCH " + json.dumps({"relay": rel, "idle": idles, "fanin": fan}, default=str))
+
+
+if __name__ == "__main__":
+    main()

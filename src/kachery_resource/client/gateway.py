@@ -1,0 +1,83 @@
+"""The zone gateway as a client sees it: signed ``findFile`` calls (kachery-cloud 0.4.10 API)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from ..errors import GatewayError
+from ..identity import ClientKeys, signed_envelope
+from ._http import error_text
+
+NO_KEYS_HINT = (
+    "this client has no kachery-cloud keys, so it signed with a throw-away key, which the "
+    "zone only accepts if it allows public download. Create keys with `kachery-resource init` "
+    "or `kachery-cloud-init` (or set KACHERY_CLOUD_CLIENT_ID and KACHERY_CLOUD_PRIVATE_KEY), "
+    "then ask the zone admin to run `kachery-resource gateway clients add <CLIENT_ID> --download`"
+)
+
+
+@dataclass(frozen=True)
+class FoundFile:
+    """A file the gateway has: where to download it and how big it is."""
+
+    url: str
+    size: int | None
+
+
+class GatewayClient:
+    """Calls ``POST {gateway}/api/gateway`` signed with the client's keys.
+
+    Without keys it signs with an ephemeral key (enough for a zone that allows public
+    download) and, if refused, says how to create and register keys.
+    """
+
+    def __init__(
+        self,
+        session: requests.Session,
+        gateway_url: str,
+        zone: str,
+        keys: ClientKeys | None,
+        timeout: float = 30,
+    ) -> None:
+        self._session = session
+        self.url = gateway_url.rstrip("/") + "/api/gateway"
+        self.zone = zone
+        self._ephemeral = keys is None
+        self._keys = keys or ClientKeys.generate()
+        self._timeout = timeout
+
+    def find_file(self, sha1: str) -> FoundFile | None:
+        """Where to download ``sha1`` from, or None if the zone's bucket lacks it."""
+        body = self._call({"type": "findFile", "hashAlg": "sha1", "hash": sha1, "zone": self.zone})
+        if not body.get("found"):
+            return None
+        url = body.get("url")
+        if not isinstance(url, str) or not url:
+            raise GatewayError(f"the gateway at {self.url} said it found {sha1} but gave no url")
+        size = body.get("size")
+        return FoundFile(url=url, size=size if isinstance(size, int) else None)
+
+    def _call(self, payload: dict[str, Any]) -> dict[str, Any]:
+        try:
+            resp = self._session.post(
+                self.url, json=signed_envelope(self._keys, payload), timeout=self._timeout
+            )
+        except requests.RequestException as exc:
+            raise GatewayError(
+                f"cannot reach the gateway at {self.url}: {exc}; check KACHERY_GATEWAY_URL"
+            ) from exc
+        if resp.status_code != 200:
+            message = f"the gateway at {self.url} refused {payload['type']} (HTTP {resp.status_code}): {error_text(resp)}"
+            if self._ephemeral and resp.status_code in (401, 403, 500):
+                message += f"; {NO_KEYS_HINT}"
+            raise GatewayError(message, status=resp.status_code)
+        try:
+            body = resp.json()
+        except ValueError as exc:
+            raise GatewayError(f"the gateway at {self.url} answered with invalid JSON") from exc
+        if not isinstance(body, dict):
+            raise GatewayError(f"the gateway at {self.url} answered with a non-object JSON body")
+        return body

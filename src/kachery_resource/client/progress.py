@@ -1,0 +1,117 @@
+"""Progress of one fetch: the daemon's upload (``bytesUploaded``), then our download.
+
+A :class:`Progress` receives events; :class:`RichProgress` draws bars on stderr,
+:class:`NullProgress` ignores them. ``make_progress(None)`` draws only on a terminal.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+from ..messages import UploadStatus
+
+
+class Progress(Protocol):
+    """What the client reports while it fetches one file."""
+
+    def upload(self, status: UploadStatus) -> None:
+        """The daemon's latest status (queued/running with ``bytesUploaded``, …)."""
+
+    def download_started(self, size: int | None) -> None:
+        """Bytes are about to flow from the bucket (``size`` if known)."""
+
+    def downloaded(self, nbytes: int) -> None:
+        """``nbytes`` more bytes arrived."""
+
+    def close(self) -> None:
+        """The fetch ended (success or not)."""
+
+
+class NullProgress:
+    """Reports nothing."""
+
+    def upload(self, status: UploadStatus) -> None:
+        pass
+
+    def download_started(self, size: int | None) -> None:
+        pass
+
+    def downloaded(self, nbytes: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class RichProgress:
+    """Two bars on stderr: upload on the resource, then download."""
+
+    def __init__(self, label: str, console: Console | None = None) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+        from rich.progress import Progress as RichBars
+
+        self._label = label
+        self._bars = RichBars(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console or Console(stderr=True),
+            transient=True,
+        )
+        self._upload: Any = None
+        self._download: Any = None
+        self._started = False
+
+    def _start(self) -> None:
+        if not self._started:
+            self._bars.start()
+            self._started = True
+
+    def upload(self, status: UploadStatus) -> None:
+        self._start()
+        description = f"{status.status.value} on resource {self._label}"
+        if self._upload is None:
+            self._upload = self._bars.add_task(description, total=status.size)
+        self._bars.update(
+            self._upload,
+            description=description,
+            total=status.size,
+            completed=status.bytesUploaded or 0,
+        )
+
+    def download_started(self, size: int | None) -> None:
+        self._start()
+        self._download = self._bars.add_task(f"downloading {self._label}", total=size)
+
+    def downloaded(self, nbytes: int) -> None:
+        if self._download is not None:
+            self._bars.advance(self._download, nbytes)
+
+    def close(self) -> None:
+        if self._started:
+            self._bars.stop()
+            self._started = False
+
+
+def make_progress(progress: bool | Progress | None, label: str) -> Progress:
+    """``True``: bars; ``False``: nothing; ``None``: bars only if stderr is a terminal."""
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if progress is True:
+        return RichProgress(label)
+    if progress is False:
+        return NullProgress()
+    return progress

@@ -1,0 +1,57 @@
+"""Where a client looks for files: read once from the environment kachery-cloud uses.
+
+========================== ==================================================
+variable                   meaning
+========================== ==================================================
+``KACHERY_CLOUD_DIR``      local store and cache (default ``~/.kachery-cloud``)
+``KACHERY_GATEWAY_URL``    zone gateway (default the public kachery gateway)
+``KACHERY_ZONE``           zone named in every request (default ``default``)
+``KACHERY_RESOURCE_URL``   ``<proxy>/r/<resource>``: ask this resource on a miss
+``KACHERY_CLOUD_CLIENT_ID`` / ``KACHERY_CLOUD_PRIVATE_KEY``  keys (else the PEM files)
+========================== ==================================================
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..identity import ClientKeys, load_client_keys
+from ..store import default_store_dir
+
+DEFAULT_GATEWAY_URL = "https://kachery-gateway.figurl.org"
+DEFAULT_ZONE = "default"
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """Everything a client needs to find a file; build it with :meth:`from_env`."""
+
+    store_dir: Path
+    gateway_url: str
+    zone: str
+    resource_url: str | None
+    keys: ClientKeys | None
+
+    @classmethod
+    def from_env(
+        cls,
+        env: dict[str, str] | None = None,
+        *,
+        store_dir: Path | str | None = None,
+        gateway_url: str | None = None,
+        zone: str | None = None,
+        resource_url: str | None = None,
+    ) -> ClientSettings:
+        """Settings from ``env`` (default ``os.environ``); keyword arguments win over it."""
+        env = dict(os.environ) if env is None else env
+        root = Path(store_dir) if store_dir is not None else default_store_dir(env)
+        gateway = gateway_url or env.get("KACHERY_GATEWAY_URL") or DEFAULT_GATEWAY_URL
+        return cls(
+            store_dir=root,
+            gateway_url=gateway.rstrip("/"),
+            zone=zone or env.get("KACHERY_ZONE") or DEFAULT_ZONE,
+            resource_url=(resource_url or env.get("KACHERY_RESOURCE_URL") or None),
+            keys=load_client_keys(root, env),
+        )

@@ -1,0 +1,275 @@
+"""The daemon's link to the proxy: negotiate, connect, answer requests, reconnect forever.
+
+Before each connection the daemon asks ``GET {proxy}/api/info``; only a proxy that lists
+protocol 2 there gets ``"protocolVersion": 2`` in ``initialize`` (404 or anything else
+means v1, and a v1 proxy gets exactly the v1 messages). WebSocket ping frames
+(aiohttp's heartbeat) detect a dead link even when TCP never reports it; they work with
+v1 peers too. After a close the daemon waits 1 s, 2 s, 4 s … up to 30 s (with jitter)
+and tries again; a successful acknowledge resets the delay. While nothing listens at
+the proxy's address (connection refused) the port is checked every 0.5 s during that
+wait, so a restarted proxy has its daemons back within about a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+import urllib.parse
+from typing import Any
+
+import aiohttp
+
+from ..config import ResourceConfig
+from ..errors import InvalidUriError, ProtocolError
+from ..messages import (
+    FileUploadRequest,
+    FileUploadResponse,
+    Initialize,
+    RequestFromClient,
+    ResponseToClient,
+    UploadState,
+    UploadStatus,
+    dumps,
+    parse,
+)
+from ..uri import parse_sha1_uri
+from .jobs import JobManager
+
+log = logging.getLogger("kachery_resource.daemon")
+
+HEARTBEAT_SEC = 20.0
+ACK_TIMEOUT_SEC = 15.0
+MAX_WAIT_SEC = 25.0  # never hold a request longer than common load-balancer limits
+ANSWER_MARGIN_SEC = 1.0  # answer this long before the proxy's own timeout
+PROBE_INTERVAL_SEC = 0.5  # while a refused proxy is away: how often to check its port
+
+
+def websocket_url(proxy_url: str) -> str:
+    """``http://`` → ``ws://``, ``https://`` → ``wss://``; same host and path."""
+    if proxy_url.startswith("https://"):
+        return "wss://" + proxy_url[len("https://") :]
+    if proxy_url.startswith("http://"):
+        return "ws://" + proxy_url[len("http://") :]
+    return proxy_url
+
+
+class Backoff:
+    """Exponential reconnect delays with jitter: about 1, 2, 4 … 30 s."""
+
+    def __init__(self, first: float = 1.0, maximum: float = 30.0) -> None:
+        self.first = first
+        self.maximum = maximum
+        self._next = first
+
+    def reset(self) -> None:
+        self._next = self.first
+
+    def next_delay(self) -> float:
+        delay = self._next
+        self._next = min(self._next * 2, self.maximum)
+        return delay * random.uniform(0.75, 1.0)
+
+
+class ProxyConnection:
+    """Serves one resource through the proxy until cancelled."""
+
+    def __init__(
+        self,
+        config: ResourceConfig,
+        jobs: JobManager,
+        session: aiohttp.ClientSession,
+        *,
+        heartbeat_sec: float = HEARTBEAT_SEC,
+    ) -> None:
+        self.config = config
+        self.jobs = jobs
+        self._session = session
+        self._heartbeat = heartbeat_sec
+        self._announced = False
+        self.protocol = 1
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.backoff = Backoff()
+
+    async def run_forever(self) -> None:
+        """Connect, serve, and reconnect after every failure; returns only when cancelled."""
+        while True:
+            refused = False
+            try:
+                await self._serve_once()
+            except (aiohttp.ClientError, OSError, TimeoutError, ProtocolError) as exc:
+                refused = _is_refused(exc)
+                log.warning("proxy %s: %s", self.config.proxyUrl, _describe(exc))
+            delay = self.backoff.next_delay()
+            log.info("reconnecting to the proxy in %.1f s", delay)
+            if refused:
+                await self._wait_for_listener(delay)
+            else:
+                await asyncio.sleep(delay)
+
+    async def _wait_for_listener(self, delay: float) -> None:
+        """Sleep ``delay``, but come back soon after the proxy's port accepts connections
+        again: a restarted proxy gets its daemons back within about a second, while a
+        proxy that answers and refuses still sees the full backoff."""
+        parts = urllib.parse.urlsplit(self.config.proxyUrl)
+        host = parts.hostname or "127.0.0.1"
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        deadline = time.monotonic() + delay
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(PROBE_INTERVAL_SEC, left))
+            try:
+                _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
+            except (OSError, TimeoutError):
+                continue
+            writer.close()
+            await asyncio.sleep(random.uniform(0, PROBE_INTERVAL_SEC))  # spread a herd
+            return
+
+    async def negotiate(self) -> int:
+        """The protocol to speak: 2 if ``GET /api/info`` lists it, else 1."""
+        try:
+            async with self._session.get(
+                f"{self.config.proxyUrl}/api/info", timeout=aiohttp.ClientTimeout(total=10)
+            ) as resp:
+                if resp.status != 200:
+                    return 1
+                info = await resp.json(content_type=None)
+        except (aiohttp.ClientResponseError, ValueError):
+            return 1
+        protocols = info.get("protocols") if isinstance(info, dict) else None
+        return 2 if isinstance(protocols, list) and 2 in protocols else 1
+
+    async def _serve_once(self) -> None:
+        self.protocol = await self.negotiate()
+        url = websocket_url(self.config.proxyUrl)
+        log.debug("connecting to %s (protocol %d)", url, self.protocol)
+        async with self._session.ws_connect(
+            url, heartbeat=self._heartbeat, max_msg_size=4 * 1024 * 1024
+        ) as ws:
+            init = Initialize(
+                type="initialize",
+                resourceName=self.config.resourceName,
+                zone=self.config.zone,
+                proxySecret=self.config.proxySecret or "",
+                protocolVersion=2 if self.protocol >= 2 else None,
+            )
+            await ws.send_str(dumps(init))
+            await self._wait_for_acknowledge(ws)
+            self.backoff.reset()
+            self._announce()
+            try:
+                await self._receive_loop(ws)
+            finally:
+                for task in list(self._tasks):
+                    task.cancel()
+            log.warning("proxy closed the connection (code %s)", ws.close_code)
+
+    async def _wait_for_acknowledge(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        msg = await ws.receive(timeout=ACK_TIMEOUT_SEC)
+        if msg.type != aiohttp.WSMsgType.TEXT:
+            reason = f" (code {ws.close_code}{': ' + str(msg.extra) if msg.extra else ''})"
+            raise ProtocolError(
+                f"the proxy closed the connection instead of acknowledging{reason}; check "
+                "the resource name, proxySecret, zone, and that no other daemon serves this name"
+            )
+        try:
+            data = json.loads(msg.data)
+        except ValueError:
+            data = None
+        if not (isinstance(data, dict) and data.get("type") == "acknowledge"):
+            await ws.close()
+            raise ProtocolError(f"the proxy sent {str(msg.data)[:200]!r} instead of acknowledge")
+        log.info("connected to proxy %s as %r (protocol %d)", self.config.proxyUrl,
+                 self.config.resourceName, self.protocol)
+
+    def _announce(self) -> None:
+        if not self._announced:
+            self._announced = True
+            print(f"KACHERY_RESOURCE_URL={self.config.resource_url}", flush=True)
+
+    async def _receive_loop(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for msg in ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                if msg.type == aiohttp.WSMsgType.ERROR:
+                    log.warning("websocket error: %s", ws.exception())
+                continue
+            try:
+                data = json.loads(msg.data)
+            except ValueError:
+                log.warning("ignored a message that is not JSON: %.200r", msg.data)
+                continue
+            kind = data.get("type") if isinstance(data, dict) else None
+            if kind == "requestFromClient":
+                task = asyncio.create_task(self._handle(ws, data))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            elif kind == "ping" and self.protocol >= 2:
+                await ws.send_str('{"type":"pong"}')
+            elif kind not in ("pong", "ping", "acknowledge"):
+                log.warning("ignored an unexpected message: %.200s", msg.data)
+
+    async def _handle(self, ws: aiohttp.ClientWebSocketResponse, data: dict[str, Any]) -> None:
+        t0 = time.monotonic()
+        request_id = data.get("requestId")
+        if not isinstance(request_id, str) or not request_id:
+            log.warning("ignored a request without requestId")
+            return
+        try:
+            message = parse(RequestFromClient, data)
+            response = await self.answer(message)
+        except ProtocolError as exc:
+            response = ResponseToClient(requestId=request_id, response={}, error=str(exc))
+        with contextlib.suppress(ConnectionError, aiohttp.ClientError, RuntimeError):
+            await ws.send_str(dumps(response))
+        _log_request(data, response, time.monotonic() - t0)
+
+    async def answer(self, message: RequestFromClient) -> ResponseToClient:
+        """The response to one ``requestFromClient`` (raises ProtocolError if malformed)."""
+        request_id = message.requestId
+        if message.resourceName != self.config.resourceName:
+            return ResponseToClient(requestId=request_id, response={},
+                                    error=f"this daemon serves {self.config.resourceName!r}, "
+                                          f"not {message.resourceName!r}")
+        inner = message.request
+        if inner.get("type") != "fileUpload":
+            return ResponseToClient(requestId=request_id, response={},
+                                    error=f"unsupported request type {inner.get('type')!r}")
+        req = parse(FileUploadRequest, inner)
+        try:
+            sha1 = parse_sha1_uri(req.uri)
+        except InvalidUriError as exc:
+            status = UploadStatus(status=UploadState.ERROR, error=str(exc))
+        else:
+            outer_sec = message.timeoutMsec / 1000 - ANSWER_MARGIN_SEC
+            wait = max(0.0, min(req.timeoutMsec / 1000, outer_sec, MAX_WAIT_SEC))
+            status = await self.jobs.request(sha1, wait)
+        body = FileUploadResponse(status=status)
+        return ResponseToClient(requestId=request_id, response=body.model_dump(
+            mode="json", exclude_none=True))
+
+
+def _is_refused(exc: BaseException) -> bool:
+    """Answer whether nothing listens at the proxy's address (it is down or restarting)."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        exc = exc.os_error
+    return isinstance(exc, ConnectionRefusedError)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, aiohttp.WSServerHandshakeError):
+        return f"the proxy refused the WebSocket ({exc.status} {exc.message})"
+    return str(exc) or type(exc).__name__
+
+
+def _log_request(data: dict[str, Any], response: ResponseToClient, seconds: float) -> None:
+    inner = data.get("request") if isinstance(data.get("request"), dict) else {}
+    uri = str(inner.get("uri", "?"))[:80] if isinstance(inner, dict) else "?"
+    status = (response.response or {}).get("status", {})
+    state = status.get("status", "-") if isinstance(status, dict) else "-"
+    size = status.get("size", "-") if isinstance(status, dict) else "-"
+    outcome = f"error: {response.error}" if response.error else state
+    log.info("request %s %s size=%s → %s in %.0f ms", data.get("requestId"), uri, size,
+             outcome, seconds * 1000)

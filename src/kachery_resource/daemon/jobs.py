@@ -1,0 +1,219 @@
+"""Upload jobs: one job per hash however many requests ask, a FIFO limit on running uploads.
+
+A request for a hash joins the job for that hash, or starts one; then it waits up to its
+own timeout for the job to finish and answers with the job's status at that moment.
+
+A job goes through the states of :class:`UploadState`::
+
+    QUEUED ──► RUNNING ──► COMPLETED
+      │           └──────► ERROR
+      ├──► NOT_FOUND      (no store copy and no valid linked file)
+      ├──► COMPLETED      (the gateway already has the object)
+      └──► ERROR          (the linked file changed or cannot be read)
+
+Finished NOT_FOUND/ERROR jobs are forgotten at once (the next request looks again);
+COMPLETED jobs are remembered for ``keep_completed_sec`` so repeated polls answer at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..errors import FileChangedError, KacheryResourceError
+from ..messages import UploadState, UploadStatus
+from ..store import LocalFile
+
+log = logging.getLogger("kachery_resource.daemon")
+
+Resolver = Callable[[str], Awaitable[LocalFile | None]]
+"""Find the local file holding a sha1 (None: not here); may raise FileChangedError."""
+
+
+class Uploader(Protocol):
+    """What a job needs from the gateway side (see :mod:`.upload`)."""
+
+    async def is_in_bucket(self, sha1: str) -> bool: ...
+
+    async def upload(self, local: LocalFile, progress: Callable[[int], None]) -> None: ...
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(eq=False)
+class UploadJob:
+    """The one upload of one hash, and what its requests are told about it."""
+
+    sha1: str
+    state: UploadState = UploadState.QUEUED
+    size: int | None = None
+    bytes_uploaded: int = 0
+    timestamp_requested: int = field(default_factory=now_ms)
+    timestamp_started: int | None = None
+    timestamp_completed: int | None = None
+    error: str | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.done.is_set()
+
+    def add_progress(self, nbytes: int) -> None:
+        self.bytes_uploaded += nbytes
+
+    def finish(self, state: UploadState, error: str | None = None) -> None:
+        self.state = state
+        self.error = error
+        if state is UploadState.COMPLETED:
+            self.timestamp_completed = now_ms()
+            if self.size is not None:
+                self.bytes_uploaded = self.size
+        self.done.set()
+
+    def status(self) -> UploadStatus:
+        """A snapshot in the wire shape (v1 fields only)."""
+        if self.state is UploadState.NOT_FOUND:
+            return UploadStatus(status=self.state)
+        return UploadStatus(
+            status=self.state,
+            size=self.size,
+            bytesUploaded=self.bytes_uploaded if self.size is not None else None,
+            timestampRequested=self.timestamp_requested,
+            timestampStarted=self.timestamp_started,
+            timestampCompleted=self.timestamp_completed,
+            error=self.error,
+        )
+
+
+class JobManager:
+    """Owns every upload job; at most ``max_concurrent`` run, first come first served."""
+
+    def __init__(
+        self,
+        resolve: Resolver,
+        uploader: Uploader,
+        max_concurrent: int,
+        *,
+        keep_completed_sec: float = 60.0,
+        is_absent: Callable[[str], bool] | None = None,
+    ) -> None:
+        if max_concurrent < 1:
+            raise ValueError("max_concurrent must be at least 1")
+        self._resolve = resolve
+        self._uploader = uploader
+        self._slots = asyncio.Semaphore(max_concurrent)  # wakes waiters in FIFO order
+        self._jobs: dict[str, UploadJob] = {}
+        self._keep_completed_sec = keep_completed_sec
+        self._is_absent = is_absent
+        self.uploads_started = 0
+        self.running = 0
+        self.max_running_seen = 0
+
+    def job(self, sha1: str) -> UploadJob | None:
+        return self._jobs.get(sha1)
+
+    def ensure_job(self, sha1: str) -> UploadJob:
+        """The live job for ``sha1``, starting one if there is none (never two)."""
+        job = self._jobs.get(sha1)
+        if job is not None:
+            return job
+        job = UploadJob(sha1)
+        self._jobs[sha1] = job
+        job.task = asyncio.get_running_loop().create_task(self._run(job), name=f"upload {sha1}")
+        return job
+
+    async def request(self, sha1: str, timeout_sec: float) -> UploadStatus:
+        """Join or start the job for ``sha1``; wait up to ``timeout_sec``; return its status."""
+        if sha1 not in self._jobs and self._is_absent is not None and self._is_absent(sha1):
+            return UploadStatus(status=UploadState.NOT_FOUND)  # fast path: no job, no thread
+        job = self.ensure_job(sha1)
+        if not job.finished and timeout_sec > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(job.done.wait(), timeout_sec)
+        return job.status()
+
+    async def close(self) -> None:
+        """Cancel every job (running uploads are aborted; nothing is finalized)."""
+        tasks = [j.task for j in self._jobs.values() if j.task is not None and not j.task.done()]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._jobs.clear()
+
+    # -- one job -------------------------------------------------------------------
+    async def _run(self, job: UploadJob) -> None:
+        t0 = time.monotonic()
+        path: object = None
+        try:
+            local = await self._resolve(job.sha1)
+            if local is None:
+                job.finish(UploadState.NOT_FOUND)
+                return
+            path = local.path
+            job.size = local.size
+            if await self._uploader.is_in_bucket(job.sha1):
+                job.finish(UploadState.COMPLETED)
+                log.info("upload sha1://%s size=%d already in bucket", job.sha1, local.size)
+                return
+            async with self._slots:
+                self._mark_running(job)
+                try:
+                    await self._uploader.upload(local, job.add_progress)
+                finally:
+                    self.running -= 1
+            job.finish(UploadState.COMPLETED)
+            _log_upload(job, "completed", time.monotonic() - t0)
+        except asyncio.CancelledError:
+            job.finish(UploadState.ERROR, "the resource daemon stopped during the upload")
+            _log_upload(job, "aborted", time.monotonic() - t0)
+            raise
+        except FileChangedError as exc:
+            job.finish(UploadState.ERROR, f"file changed: {exc}")
+            log.warning("stale link record for sha1://%s: %s", job.sha1, exc)
+        except KacheryResourceError as exc:
+            job.finish(UploadState.ERROR, str(exc))
+            _log_upload(job, f"error: {exc}", time.monotonic() - t0)
+        except OSError as exc:
+            job.finish(UploadState.ERROR, f"cannot read the file for sha1://{job.sha1} ({path}): {exc.strerror or exc}")
+            _log_upload(job, f"error: {exc}", time.monotonic() - t0)
+        except Exception as exc:  # a bug: report it to the client instead of hanging
+            job.finish(UploadState.ERROR, f"internal error in the resource daemon: {exc!r}")
+            log.exception("upload of sha1://%s failed unexpectedly", job.sha1)
+        finally:
+            self._forget_later(job)
+
+    def _mark_running(self, job: UploadJob) -> None:
+        job.state = UploadState.RUNNING
+        job.timestamp_started = now_ms()
+        self.uploads_started += 1
+        self.running += 1
+        self.max_running_seen = max(self.max_running_seen, self.running)
+        log.debug("upload sha1://%s started (%d running)", job.sha1, self.running)
+
+    def _forget_later(self, job: UploadJob) -> None:
+        if job.state is UploadState.COMPLETED and self._keep_completed_sec > 0:
+            asyncio.get_running_loop().call_later(self._keep_completed_sec, self._forget, job)
+        else:
+            self._forget(job)
+
+    def _forget(self, job: UploadJob) -> None:
+        if self._jobs.get(job.sha1) is job:
+            del self._jobs[job.sha1]
+
+
+def _log_upload(job: UploadJob, outcome: str, seconds: float) -> None:
+    size = job.size or 0
+    rate = job.bytes_uploaded / seconds / 1e6 if seconds > 0 else 0.0
+    log.info(
+        "upload sha1://%s size=%d %s in %.3f s (%.1f MB/s)", job.sha1, size, outcome, seconds, rate
+    )

@@ -1,0 +1,125 @@
+"""The gateway's multipart request types, signed like every other gateway call.
+
+``GET /api/info`` says whether the gateway has them (``multipartUpload``); see
+docs/gateway.md "Multipart uploads (extension)" for the payloads and answers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from ..errors import GatewayError
+from ..identity import signed_envelope
+from .upload import GATEWAY_TRANSIENT_STATUSES, GatewayClient, TransientError
+
+REQUEST_TYPES = frozenset({"initiateMultipartUpload", "getMultipartUploadUrls",
+                           "listMultipartParts", "completeMultipartUpload",
+                           "abortMultipartUpload"})
+
+
+class MultipartRefused(GatewayError):
+    """Raised when the gateway refuses a multipart call; ``code`` is its error code."""
+
+    def __init__(self, message: str, status: int, code: str) -> None:
+        super().__init__(message, status)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class MultipartLimits:
+    """What ``/api/info`` advertises under ``multipartUpload``."""
+
+    min_part_size: int
+    max_part_size: int
+    max_parts: int
+    max_size: int
+
+    @classmethod
+    def from_info(cls, info: dict[str, Any]) -> MultipartLimits | None:
+        """The limits, or None when the gateway does not offer every multipart request."""
+        mp = info.get("multipartUpload")
+        if not isinstance(mp, dict) or not set(mp.get("requestTypes") or []) >= REQUEST_TYPES:
+            return None
+        try:
+            return cls(int(mp["minPartSize"]), int(mp["maxPartSize"]), int(mp["maxParts"]),
+                       int(mp["maxSize"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+class MultipartApi:
+    """``POST {gateway}/api/gateway`` for the five multipart request types."""
+
+    def __init__(self, gateway: GatewayClient) -> None:
+        self.gateway = gateway
+
+    async def info(self) -> dict[str, Any]:
+        """``GET /api/info`` ({} from a gateway that has none, like kachery-cloud's)."""
+        url = f"{self.gateway.url}/api/info"
+        try:
+            async with self.gateway.session.get(url, timeout=aiohttp.ClientTimeout(total=30)) as resp:
+                if resp.status in GATEWAY_TRANSIENT_STATUSES:
+                    raise TransientError(f"GET {url} answered {resp.status}")
+                if resp.status != 200:
+                    return {}
+                text = await resp.text()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransientError(f"cannot reach gateway {url}: {exc!r}") from exc
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    async def initiate(self, sha1: str, size: int, part_size: int) -> dict[str, Any]:
+        return await self._call("initiateMultipartUpload", sha1, size=size, partSize=part_size)
+
+    async def urls(self, sha1: str, object_key: str, numbers: list[int]) -> dict[int, str]:
+        data = await self._call("getMultipartUploadUrls", sha1, objectKey=object_key,
+                                partNumbers=numbers)
+        urls = data.get("urls")
+        if not isinstance(urls, dict):
+            raise GatewayError(f"gateway {self.gateway.url} answered getMultipartUploadUrls without urls")
+        return {int(n): str(u) for n, u in urls.items()}
+
+    async def parts(self, sha1: str, object_key: str) -> dict[int, tuple[int, str]]:
+        """The parts the store holds: number → (size, ETag without quotes)."""
+        data = await self._call("listMultipartParts", sha1, objectKey=object_key)
+        return {int(p["partNumber"]): (int(p["size"]), str(p.get("etag") or "").strip('"'))
+                for p in data.get("parts") or []}
+
+    async def complete(self, sha1: str, object_key: str, size: int, timeout_sec: float) -> None:
+        await self._call("completeMultipartUpload", sha1, timeout_sec=timeout_sec,
+                         objectKey=object_key, size=size)
+
+    async def abort(self, sha1: str, object_key: str) -> None:
+        await self._call("abortMultipartUpload", sha1, objectKey=object_key)
+
+    async def _call(self, what: str, sha1: str, timeout_sec: float = 60.0,
+                    **fields: Any) -> dict[str, Any]:
+        g = self.gateway
+        payload = {"type": what, "hashAlg": "sha1", "hash": sha1, "zone": g.zone, **fields}
+        try:
+            async with g.session.post(f"{g.url}/api/gateway", json=signed_envelope(g.keys, payload),
+                                      timeout=aiohttp.ClientTimeout(total=timeout_sec)) as resp:
+                text = await resp.text()
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransientError(f"cannot reach gateway {g.url} ({what}): {exc!r}") from exc
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        if status != 200:
+            message = f"gateway {g.url} refused {what} ({status}): {text[:500]}"
+            if status in GATEWAY_TRANSIENT_STATUSES:
+                raise TransientError(message)
+            code = str(data.get("error", "")) if isinstance(data, dict) else ""
+            raise MultipartRefused(message, status, code)
+        if not isinstance(data, dict):
+            raise GatewayError(f"gateway {g.url} answered {what} with invalid JSON")
+        return data

@@ -1,0 +1,98 @@
+"""``kachery-resource share``: check the setup, then serve the resource until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from pathlib import Path
+
+import aiohttp
+
+from ..config import ResourceConfig
+from ..errors import FileChangedError, GatewayError, KeysError
+from ..identity import ClientKeys, load_client_keys
+from ..store import LocalFile, LocalStore
+from .connection import ProxyConnection
+from .jobs import JobManager
+from .upload import GatewayClient, GatewayUploader, TransientError
+
+log = logging.getLogger("kachery_resource.daemon")
+
+
+def require_keys(store_dir: Path, env: dict[str, str] | None = None) -> ClientKeys:
+    """The daemon's client keys; KeysError telling what to run when there are none."""
+    keys = load_client_keys(store_dir, env)
+    if keys is None:
+        raise KeysError(
+            f"no kachery-cloud client keys in {store_dir}; run `kachery-resource init` "
+            "(or set KACHERY_CLOUD_CLIENT_ID and KACHERY_CLOUD_PRIVATE_KEY)"
+        )
+    return keys
+
+
+async def check_registration(gateway: GatewayClient) -> None:
+    """Refuse to start when the gateway says our client id is not registered."""
+    try:
+        info = await gateway.client_info()
+    except TransientError as exc:
+        log.warning("cannot check the client registration now: %s", exc)
+        return
+    if info is None:
+        raise GatewayError(
+            f"the gateway {gateway.url} does not know this daemon's client id "
+            f"{gateway.keys.client_id} in zone {gateway.zone!r}; register it first "
+            "(see `kachery-resource init`, or on a self-hosted gateway: `kachery-resource "
+            f"gateway clients add {gateway.keys.client_id} --upload --download …`)"
+        )
+    log.info("client %s is registered with %s", gateway.keys.client_id, gateway.url)
+
+
+def is_absent(store: LocalStore, sha1: str) -> bool:
+    """Answer, with two quick stats, whether the store has neither a copy nor a link record."""
+    return not (os.path.exists(store.copy_path(sha1)) or os.path.exists(store.link_record_path(sha1)))
+
+
+async def serve(config: ResourceConfig, store: LocalStore, keys: ClientKeys, gateway_url: str) -> None:
+    """Run the daemon until SIGINT/SIGTERM; running uploads are aborted on the way out."""
+    connector = aiohttp.TCPConnector(limit=100)
+    async with aiohttp.ClientSession(connector=connector, trust_env=True) as session:
+        gateway = GatewayClient(session, gateway_url, keys, config.zone)
+        await check_registration(gateway)
+
+        async def resolve(sha1: str) -> LocalFile | None:
+            try:  # quick: a store copy or an unchanged linked file needs only stats
+                return store.resolve(sha1, verify_linked=False)
+            except FileChangedError:  # maybe only the mtime moved: re-hash, off the loop
+                return await asyncio.to_thread(store.resolve, sha1)
+
+        uploader = GatewayUploader(gateway)
+        jobs = JobManager(resolve, uploader, config.maxConcurrentUploads,
+                          is_absent=lambda sha1: is_absent(store, sha1))
+        connection = ProxyConnection(config, jobs, session)
+        log.info("sharing %s as %r in zone %r (store %s, gateway %s, %d concurrent uploads)",
+                 config.proxyUrl, config.resourceName, config.zone, store.root, gateway_url,
+                 config.maxConcurrentUploads)
+        main = asyncio.create_task(connection.run_forever())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, main.cancel)
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                await main
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            await jobs.close()
+            uploader.close()
+            log.info("stopped")
+
+
+def run(config: ResourceConfig, store_dir: Path | None = None) -> None:
+    """Check the config against the environment, then serve (blocking)."""
+    config.check_zone_env()
+    store = LocalStore(store_dir) if store_dir else LocalStore.from_env()
+    keys = require_keys(store.root, dict(os.environ))
+    asyncio.run(serve(config, store, keys, config.gateway_url()))

@@ -1,0 +1,229 @@
+"""Uploading a local file to the zone's bucket, in-process, like a kachery-cloud client.
+
+Gateway calls are signed with the daemon's own client keys (``identity.signed_envelope``):
+``findFile`` first (already in the bucket → nothing to do), then ``initiateFileUpload``,
+one streaming PUT to the signed URL that reads, hashes and sends in a single pass, and
+``finalizeFileUpload``. The PUT itself is :mod:`.put` (a worker thread): if the bytes do
+not hash to the requested sha1 it is cut short before its last byte, so nothing becomes
+visible, and finalize is never called.
+Transient failures (connection errors, 429/502/503/504) are retried with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import http.client
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aiohttp
+
+from ..errors import GatewayError, IntegrityError, UploadFailedError
+from ..identity import ClientKeys, signed_envelope
+from ..store import LocalFile
+from .put import Put
+
+log = logging.getLogger("kachery_resource.daemon")
+
+SMALL_FILE = 256 * 1024  # up to this size: read, hash and PUT in one piece on the loop
+TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+GATEWAY_TRANSIENT_STATUSES = frozenset({408, 429, 502, 503, 504})
+T = TypeVar("T")
+
+
+class TransientError(Exception):
+    """A failure worth retrying (network trouble, overloaded server)."""
+
+
+@dataclass(frozen=True)
+class UploadTarget:
+    """What initiateFileUpload answered."""
+
+    already_exists: bool
+    object_key: str = ""
+    url: str = ""
+
+
+class GatewayClient:
+    """Signed calls to ``POST {gateway}/api/gateway`` as a kachery-cloud client."""
+
+    def __init__(
+        self, session: aiohttp.ClientSession, url: str, keys: ClientKeys, zone: str
+    ) -> None:
+        self.session = session
+        self.url = url.rstrip("/")
+        self.keys = keys
+        self.zone = zone
+
+    async def call(self, payload: dict[str, Any]) -> dict[str, Any]:
+        body = signed_envelope(self.keys, payload)
+        what = str(payload.get("type"))
+        try:
+            async with self.session.post(
+                f"{self.url}/api/gateway", json=body, timeout=aiohttp.ClientTimeout(total=60)
+            ) as resp:
+                text = await resp.text()
+                if resp.status != 200:
+                    message = f"gateway {self.url} refused {what} ({resp.status}): {text[:500]}"
+                    if resp.status in GATEWAY_TRANSIENT_STATUSES:
+                        raise TransientError(message)
+                    raise GatewayError(message, resp.status)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransientError(f"cannot reach gateway {self.url} ({what}): {exc!r}") from exc
+        try:
+            data = _json_object(text)
+        except ValueError:
+            raise GatewayError(f"gateway {self.url} answered {what} with invalid JSON") from None
+        return data
+
+    async def client_info(self) -> dict[str, Any] | None:
+        """This client's registration in the zone, or None when it is not registered."""
+        data = await self.call(
+            {"type": "getClientInfo", "clientId": self.keys.client_id, "zone": self.zone}
+        )
+        return data if data.get("found") else None
+
+    async def find_file(self, sha1: str) -> bool:
+        data = await self.call({"type": "findFile", "hashAlg": "sha1", "hash": sha1, "zone": self.zone})
+        return bool(data.get("found"))
+
+    async def initiate(self, sha1: str, size: int) -> UploadTarget:
+        data = await self.call({
+            "type": "initiateFileUpload", "size": size, "hashAlg": "sha1", "hash": sha1,
+            "zone": self.zone,
+        })
+        if data.get("alreadyExists"):
+            return UploadTarget(already_exists=True)
+        key, url = data.get("objectKey"), data.get("signedUploadUrl")
+        if not (isinstance(key, str) and isinstance(url, str)):
+            raise GatewayError(f"gateway {self.url} answered initiateFileUpload without a URL")
+        return UploadTarget(False, key, url)
+
+    async def finalize(self, sha1: str, size: int, object_key: str) -> None:
+        await self.call({
+            "type": "finalizeFileUpload", "objectKey": object_key, "hashAlg": "sha1",
+            "hash": sha1, "zone": self.zone, "size": size,
+        })
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return data
+
+
+async def with_retries(
+    what: str, attempt: Callable[[], Awaitable[T]], tries: int = 4, first_delay: float = 0.5
+) -> T:
+    """Run ``attempt``; on TransientError wait (exponential, jittered) and try again."""
+    delay = first_delay
+    for n in range(1, tries + 1):
+        try:
+            return await attempt()
+        except TransientError as exc:
+            if n == tries:
+                raise UploadFailedError(f"{what} failed after {tries} tries: {exc}") from exc
+            log.warning("%s: %s; retrying in %.1f s", what, exc, delay)
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, 10.0)
+    raise AssertionError("unreachable")
+
+
+class GatewayUploader:
+    """Implements the jobs' ``Uploader``: bucket lookups and verified streaming uploads."""
+
+    def __init__(self, gateway: GatewayClient, max_threads: int = 64) -> None:
+        self.gateway = gateway
+        self._threads = ThreadPoolExecutor(max_threads, thread_name_prefix="upload")
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+    async def is_in_bucket(self, sha1: str) -> bool:
+        return await with_retries(f"findFile sha1://{sha1}", lambda: self.gateway.find_file(sha1))
+
+    async def upload(self, local: LocalFile, progress: Callable[[int], None]) -> None:
+        sent = 0
+
+        def counted(n: int) -> None:
+            nonlocal sent
+            sent += n
+            progress(n)
+
+        async def attempt() -> None:
+            nonlocal sent
+            if sent:
+                progress(-sent)  # a retry starts from zero again
+                sent = 0
+            await self._upload_once(local, counted)
+
+        await with_retries(f"upload of sha1://{local.sha1}", attempt)
+
+    async def _upload_once(self, local: LocalFile, progress: Callable[[int], None]) -> None:
+        target = await self.gateway.initiate(local.sha1, local.size)
+        if target.already_exists:
+            progress(local.size)
+            return
+        if local.size <= SMALL_FILE:
+            await self._put_small(local, target.url, progress)
+        else:
+            await self._put(local, target.url, progress)
+        await self.gateway.finalize(local.sha1, local.size, target.object_key)
+
+    async def _put_small(self, local: LocalFile, url: str, progress: Callable[[int], None]) -> None:
+        """A small file in one piece on the event loop (keep-alive connection, no thread)."""
+        with open(local.path, "rb") as f:
+            data = f.read(local.size + 1)
+        if len(data) != local.size or hashlib.sha1(data).hexdigest() != local.sha1:
+            raise IntegrityError(
+                f"file changed: {local.path} no longer holds the {local.size} bytes of "
+                f"sha1 {local.sha1}; nothing was stored — link or store it again"
+            )
+        try:
+            async with self.gateway.session.put(
+                url, data=data, timeout=aiohttp.ClientTimeout(total=120)
+            ) as resp:
+                text = await resp.text()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransientError(f"upload PUT failed: {exc!r}") from exc
+        _check_put_status(resp.status, text)
+        progress(local.size)
+
+    async def _put(self, local: LocalFile, url: str, progress: Callable[[int], None]) -> None:
+        loop = asyncio.get_running_loop()
+
+        def progress_from_thread(n: int) -> None:
+            loop.call_soon_threadsafe(progress, n)
+
+        put = Put(url, local, progress_from_thread)
+        future = loop.run_in_executor(self._threads, put.run)
+        try:
+            result = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            put.abort()  # the thread stops within one block; finalize is never called
+            with contextlib.suppress(Exception):
+                await future
+            raise
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
+                raise
+            raise TransientError(f"upload PUT failed: {exc!r}") from exc
+        except http.client.HTTPException as exc:
+            raise TransientError(f"upload PUT failed: {exc!r}") from exc
+        _check_put_status(result.status, result.body)
+
+
+def _check_put_status(status: int, body: str) -> None:
+    if not 200 <= status < 300:
+        message = f"upload PUT answered {status}: {body[:300]}"
+        if status in TRANSIENT_STATUSES:
+            raise TransientError(message)
+        raise UploadFailedError(message, status)

@@ -1,0 +1,206 @@
+"""``POST /api/gateway``: the five request types kachery-cloud 0.4.10 sends (see the reference doc)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from . import keys
+from .envelope import (
+    PAYLOAD_TYPES,
+    DeleteFile,
+    FinalizeFileUpload,
+    FindFile,
+    GetClientInfo,
+    InitiateFileUpload,
+    Payload,
+    check_signature,
+    check_timestamp,
+    parse_envelope,
+    read_limited,
+)
+from .problems import ApiError, bad_request, forbidden
+from .registry import ClientRecord
+from .settings import GatewaySettings
+from .storage import UrlContext
+from .storage.base import content_mismatch
+from .zones import Zone
+
+EMPTY_SHA1 = "da39a3ee5e6b4b0d3255bfef95601890afd80709"
+
+Json = dict[str, Any]
+Handler = Callable[["Call"], Awaitable[Json]]
+
+
+class Call:
+    """One verified gateway call: who signed it, for which zone, with which payload."""
+
+    def __init__(self, request: web.Request, settings: GatewaySettings, zone: Zone,
+                 client_id: str, payload: Payload) -> None:
+        self.request = request
+        self.settings = settings
+        self.zone = zone
+        self.client_id = client_id
+        self.payload = payload
+
+    def url_context(self) -> UrlContext:
+        """Base URL for URLs the gateway itself serves, as the caller sees the gateway."""
+        base = self.settings.public_url or f"{self.request.scheme}://{self.request.host}"
+        return UrlContext(base_url=base, zone=self.zone.name)
+
+    async def uploader(self) -> ClientRecord:
+        """The signer's record if it may upload to this zone, else a 403."""
+        record = await self.zone.registry.approved(self.client_id)
+        if record is None:
+            raise not_registered(self.zone.name, self.client_id)
+        if not (record.upload or self.zone.settings.allow_public_upload):
+            raise forbidden(
+                "upload_not_allowed",
+                f"client {self.client_id} may not upload to zone {self.zone.name!r}; ask the "
+                f"gateway admin to run: kachery-resource gateway clients add {self.client_id} "
+                f"--zone {self.zone.name} --upload",
+            )
+        return record
+
+
+def not_registered(zone: str, client_id: str) -> ApiError:
+    """The 403 for a signer that is not an approved client of ``zone``."""
+    return forbidden(
+        "client_not_registered",
+        f"client {client_id} is not registered in zone {zone!r}. Run kachery-cloud-init and open "
+        "the URL it prints, then ask the gateway admin to approve it "
+        f"(kachery-resource gateway clients add {client_id} --zone {zone} --upload)",
+    )
+
+
+def bucket_uri(zone: Zone) -> str:
+    """What findFile reports as ``bucketUri``."""
+    bucket = getattr(zone.storage, "bucket", None)
+    return f"s3://{bucket}" if bucket else f"gateway://{zone.name}"
+
+
+async def get_client_info(call: Call) -> Json:
+    assert isinstance(call.payload, GetClientInfo)
+    record = await call.zone.registry.approved(call.payload.clientId)
+    if record is None:
+        return {"type": "getClientInfo", "found": False}
+    client = {"clientId": record.clientId, "ownerId": record.ownerId,
+              "timestampCreated": record.timestampCreated, "label": record.label}
+    return {"type": "getClientInfo", "found": True, "client": client}
+
+
+async def find_file(call: Call) -> Json:
+    payload = call.payload
+    assert isinstance(payload, FindFile)
+    zone = call.zone
+    if not zone.settings.allow_public_download:
+        record = await zone.registry.approved(call.client_id)
+        if record is None:
+            raise not_registered(zone.name, call.client_id)
+        if not record.download:
+            raise forbidden("download_not_allowed",
+                            f"client {call.client_id} may not download from zone {zone.name!r}")
+    key = keys.content_key(zone.prefix, payload.hash)
+    size = await zone.storage.size_of(key)
+    if size is None:
+        return {"type": "findFile", "found": False}
+    url = zone.storage.download_url(call.url_context(), key, call.settings.download_url_ttl_sec)
+    return {"type": "findFile", "found": True, "size": size, "url": url,
+            "bucketUri": bucket_uri(zone), "objectKey": key, "cacheHit": False}
+
+
+def ensure_size_allowed(size: int, limit: int) -> None:
+    """Raise a 413 for a single-PUT upload above ``limit`` bytes."""
+    if size > limit:
+        raise ApiError(413, "file_too_large",
+                       f"a single upload may be at most {limit} bytes; this file has {size}")
+
+
+async def initiate_file_upload(call: Call) -> Json:
+    payload = call.payload
+    assert isinstance(payload, InitiateFileUpload)
+    await call.uploader()
+    ensure_size_allowed(payload.size, call.settings.max_upload_size)
+    zone = call.zone
+    content = keys.content_key(zone.prefix, payload.hash)
+    if payload.size == 0 and payload.hash != EMPTY_SHA1:
+        raise content_mismatch(payload.hash, 0, EMPTY_SHA1, 0)
+    if await zone.storage.size_of(content) is not None:
+        return {"type": "initiateFileUpload", "alreadyExists": True}
+    if payload.size == 0 and not zone.storage.accepts_chunked_put:
+        await zone.storage.put_verified_empty(content)
+        return {"type": "initiateFileUpload", "alreadyExists": True}
+    staging = keys.staging_key(zone.prefix, payload.hash, keys.new_upload_id())
+    url = zone.storage.upload_url(call.url_context(), staging, call.settings.upload_url_ttl_sec,
+                                  payload.size)
+    return {"type": "initiateFileUpload", "alreadyExists": False, "objectKey": staging,
+            "signedUploadUrl": url}
+
+
+async def finalize_file_upload(call: Call) -> Json:
+    payload = call.payload
+    assert isinstance(payload, FinalizeFileUpload)
+    await call.uploader()
+    ensure_size_allowed(payload.size, call.settings.max_upload_size)
+    zone = call.zone
+    keys.parse_staging_key(zone.prefix, payload.objectKey, payload.hash)
+    content = keys.content_key(zone.prefix, payload.hash)
+    await zone.storage.promote(payload.objectKey, content, payload.size, payload.hash)
+    return {"type": "finalizeFileUpload"}
+
+
+async def delete_file(call: Call) -> Json:
+    payload = call.payload
+    assert isinstance(payload, DeleteFile)
+    record = await call.zone.registry.approved(call.client_id)
+    if record is None or not record.admin:
+        raise forbidden("admin_only", f"deleteFile needs an admin client of zone {call.zone.name!r}")
+    key = keys.content_key(call.zone.prefix, payload.hash)
+    if await call.zone.storage.size_of(key) is None:
+        return {"type": "deleteFile", "success": False, "error": f"file not found: sha1://{payload.hash}"}
+    await call.zone.storage.delete(key)
+    return {"type": "deleteFile", "success": True}
+
+
+HANDLERS: dict[str, Handler] = {
+    "getClientInfo": get_client_info,
+    "findFile": find_file,
+    "initiateFileUpload": initiate_file_upload,
+    "finalizeFileUpload": finalize_file_upload,
+    "deleteFile": delete_file,
+}
+
+
+class GatewayApi:
+    """Validates every call, then dispatches it to its handler."""
+
+    def __init__(self, settings: GatewaySettings, zones: dict[str, Zone],
+                 extra_types: dict[str, type[Payload]] | None = None,
+                 extra_handlers: dict[str, Handler] | None = None) -> None:
+        self.settings = settings
+        self.zones = zones
+        self.payload_types = {**PAYLOAD_TYPES, **(extra_types or {})}
+        self.handlers = {**HANDLERS, **(extra_handlers or {})}
+
+    def zone(self, name: str) -> Zone:
+        """Zone ``name``, or a 404 naming the zones there are."""
+        zone = self.zones.get(name)
+        if zone is None:
+            raise ApiError(404, "unknown_zone",
+                           f"this gateway has no zone {name!r}; its zones: {', '.join(sorted(self.zones))}")
+        return zone
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """``POST /api/gateway``."""
+        body = await read_limited(request, self.settings.max_body_bytes)
+        envelope, payload = parse_envelope(body, self.payload_types)
+        check_timestamp(payload.timestamp, self.settings.timestamp_window_sec)
+        check_signature(envelope)
+        kind = str(envelope.payload["type"])
+        handler = self.handlers.get(kind)
+        if handler is None:  # the two tables are kept in step
+            raise bad_request("unknown_request_type", f"request type {kind!r} is not handled")
+        call = Call(request, self.settings, self.zone(payload.zone), envelope.fromClientId, payload)
+        return web.json_response(await handler(call))

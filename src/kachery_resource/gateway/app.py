@@ -1,0 +1,123 @@
+"""``build_app()``: the zone gateway as one aiohttp application.
+
+Routes::
+
+    POST /api/gateway               kachery-cloud's gateway API (api.py)
+    GET  /api/info                  capabilities (JSON)
+    GET  /healthz                   {"status": "ok"}
+    GET  /registerClient/<id>       client self-registration (registration.py)
+    GET  /client/<id>               a client's registration status
+    GET|HEAD|PUT /files/<zone>/<key> signed object URLs of local-directory zones (files.py)
+
+Middleware: one error renderer (problems.py). A background task deletes unfinished
+uploads older than ``stagingMaxAgeSec``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from . import keys, multipart
+from .api import GatewayApi
+from .files import FileRoutes
+from .problems import error_middleware
+from .registration import RegistrationRoutes
+from .settings import GatewaySettings
+from .storage import Storage
+from .zones import Zone, open_zones
+
+log = logging.getLogger("kachery_resource.gateway")
+
+SETTINGS_KEY = web.AppKey("settings", GatewaySettings)
+ZONES_KEY = web.AppKey("zones", dict[str, Zone])
+SERVICE = "kachery-resource-gateway"
+
+
+def capabilities(settings: GatewaySettings, zones: dict[str, Zone], api: GatewayApi) -> dict[str, object]:
+    """The body of ``GET /api/info``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        package_version = version("kachery-resource")
+    except PackageNotFoundError:
+        package_version = "unknown"
+    return {
+        "service": SERVICE,
+        "version": package_version,
+        "requestTypes": sorted(api.handlers),
+        "verifiedFinalize": True,
+        "timestampWindowSec": settings.timestamp_window_sec,
+        "maxUploadSize": settings.max_upload_size,
+        "maxBodyBytes": settings.max_body_bytes,
+        "zones": [zone.info() for zone in zones.values()],
+        "multipartUpload": multipart.capability(settings),
+    }
+
+
+async def sweep_unfinished_uploads(settings: GatewaySettings, zones: dict[str, Zone]) -> int:
+    """Delete staged uploads older than ``stagingMaxAgeSec`` in every zone; returns how many."""
+    seen: set[tuple[int, str]] = set()
+    removed = 0
+    for zone in zones.values():
+        if (id(zone.storage), zone.prefix) in seen:
+            continue
+        seen.add((id(zone.storage), zone.prefix))
+        age = settings.staging_max_age_sec
+        try:
+            removed += await zone.storage.cleanup(keys.staging_root(zone.prefix), age)
+            removed += await zone.storage.mp_cleanup(keys.multipart_root(zone.prefix), age)
+        except Exception:
+            log.exception("cleaning up unfinished uploads in zone %s failed", zone.name)
+    return removed
+
+
+async def _cleanup_loop(settings: GatewaySettings, zones: dict[str, Zone]) -> None:
+    while True:
+        removed = await sweep_unfinished_uploads(settings, zones)
+        if removed:
+            log.info("deleted %d unfinished uploads", removed)
+        await asyncio.sleep(settings.cleanup_interval_sec)
+
+
+def build_app(settings: GatewaySettings, zones: dict[str, Zone] | None = None) -> web.Application:
+    """The gateway app for ``settings`` (zones are opened here unless given)."""
+    zones = open_zones(settings) if zones is None else zones
+    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
+    app[SETTINGS_KEY] = settings
+    app[ZONES_KEY] = zones
+    api = GatewayApi(settings, zones, multipart.PAYLOAD_TYPES, multipart.HANDLERS)
+    info = capabilities(settings, zones, api)
+
+    async def get_info(request: web.Request) -> web.Response:
+        return web.json_response(info)
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    files = FileRoutes(zones)
+    registration = RegistrationRoutes(zones)
+    app.router.add_post("/api/gateway", api.handle)
+    app.router.add_get("/api/info", get_info)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/registerClient/{client_id}", registration.register)
+    app.router.add_get("/client/{client_id}", registration.show)
+    app.router.add_get("/files/{zone}/{key:.+}", files.get)
+    app.router.add_put("/files/{zone}/{key:.+}", files.put)
+
+    async def background(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(_cleanup_loop(settings, zones))
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        storages: dict[int, Storage] = {id(z.storage): z.storage for z in zones.values()}
+        for storage in storages.values():
+            await storage.close()
+
+    app.cleanup_ctx.append(background)
+    return app

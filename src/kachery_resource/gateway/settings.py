@@ -1,0 +1,156 @@
+"""Gateway settings: the zones YAML file, or zero config (zone ``default`` on a local directory).
+
+Example ``zones.yaml`` (every key but ``zones`` is optional)::
+
+    storage: /srv/kachery            # default storage for zones that name none (DIR or s3://BUCKET/PREFIX)
+    s3EndpointUrl: http://127.0.0.1:8333   # S3-compatible endpoint (else AWS_ENDPOINT_URL / AWS)
+    publicUrl: https://gateway.example.org # base of signed URLs the local backend hands out
+    timestampWindowSec: 125
+    zones:
+      default:
+        allowPublicDownload: true
+        allowPublicUpload: false     # true: any *registered* client may upload
+        autoApproveClients: false    # true: /registerClient approves at once (upload + download)
+      lab.private:
+        storage: s3://lab-bucket/kachery
+        prefix: private
+        allowPublicDownload: false
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..errors import ConfigError
+
+ZONE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+DEFAULT_ZONE = "default"
+MAX_SINGLE_PUT = 5_000_000_000
+
+
+def default_storage_dir() -> Path:
+    """Where zero-config gateways keep their bytes: ``$KACHERY_GATEWAY_STORAGE`` or ~/.kachery-resource/gateway."""
+    env = os.environ.get("KACHERY_GATEWAY_STORAGE")
+    return Path(env) if env else Path.home() / ".kachery-resource" / "gateway"
+
+
+class ZoneSettings(BaseModel):
+    """One zone: where its objects live and who may read and write them."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    storage: str | None = Field(None, description="DIR or s3://BUCKET/PREFIX; default: the top-level storage")
+    prefix: str = Field("", description="extra key prefix for this zone inside the storage")
+    s3_endpoint_url: str | None = Field(None, alias="s3EndpointUrl")
+    allow_public_download: bool = Field(True, alias="allowPublicDownload",
+                                        description="unregistered clients may download")
+    allow_public_upload: bool = Field(False, alias="allowPublicUpload",
+                                      description="every approved client may upload, not only those with the upload right")
+    auto_approve_clients: bool = Field(False, alias="autoApproveClients",
+                                       description="/registerClient approves at once, with upload and download rights")
+
+
+class GatewaySettings(BaseModel):
+    """Everything the gateway reads at start; the single table of its settings."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    storage: str | None = Field(None, description="default storage of zones that name none")
+    s3_endpoint_url: str | None = Field(None, alias="s3EndpointUrl")
+    public_url: str | None = Field(None, alias="publicUrl",
+                                   description="base URL of the gateway as clients see it (signed URLs)")
+    timestamp_window_sec: float = Field(125.0, alias="timestampWindowSec", gt=0)
+    max_body_bytes: int = Field(65536, alias="maxBodyBytes", ge=1024)
+    download_url_ttl_sec: int = Field(3600, alias="downloadUrlTtlSec", ge=1)
+    upload_url_ttl_sec: int = Field(1800, alias="uploadUrlTtlSec", ge=1)
+    max_upload_size: int = Field(MAX_SINGLE_PUT, alias="maxUploadSize", ge=0)
+    staging_max_age_sec: int = Field(86400, alias="stagingMaxAgeSec", ge=60,
+                                     description="unfinished uploads older than this are deleted")
+    cleanup_interval_sec: float = Field(3600.0, alias="cleanupIntervalSec", gt=0)
+    registry_cache_sec: float = Field(1.0, alias="registryCacheSec", ge=0)
+    multipart_min_part_size: int = Field(5 * 1024**2, alias="multipartMinPartSize", ge=1,
+                                         description="smallest part but the last (S3: 5 MiB)")
+    multipart_max_part_size: int = Field(5 * 1024**3, alias="multipartMaxPartSize", ge=1)
+    multipart_max_parts: int = Field(10000, alias="multipartMaxParts", ge=1, le=10000)
+    multipart_max_size: int = Field(5 * 1024**4, alias="multipartMaxSize", ge=0,
+                                    description="largest file uploaded in parts (S3: 5 TiB)")
+    zones: dict[str, ZoneSettings] = Field(default_factory=dict)
+
+    @field_validator("zones")
+    @classmethod
+    def _zone_names(cls, zones: dict[str, ZoneSettings]) -> dict[str, ZoneSettings]:
+        for name in zones:
+            if not ZONE_NAME.fullmatch(name):
+                raise ValueError(f"invalid zone name {name!r}: use letters, digits, '.', '_', '-'")
+        return zones
+
+    def zone_storage(self, name: str) -> str:
+        """The storage URL of zone ``name``."""
+        zone = self.zones[name]
+        storage = zone.storage or self.storage
+        if storage is None:
+            raise ConfigError(f"zone {name!r} names no storage and there is no top-level `storage`")
+        return storage
+
+    def zone_endpoint(self, name: str) -> str | None:
+        """The S3 endpoint of zone ``name`` (zone setting, top-level setting, or AWS_ENDPOINT_URL)."""
+        return self.zones[name].s3_endpoint_url or self.s3_endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+
+
+def _relative_to(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Make relative directory storages in a config file relative to the file's directory."""
+
+    def fix(storage: object) -> object:
+        if isinstance(storage, str) and "://" not in storage and not Path(storage).expanduser().is_absolute():
+            return str(base / storage)
+        return storage
+
+    data = dict(data)
+    if "storage" in data:
+        data["storage"] = fix(data["storage"])
+    zones = data.get("zones")
+    if isinstance(zones, dict):
+        data["zones"] = {name: ({**z, "storage": fix(z["storage"])} if isinstance(z, dict) and "storage" in z
+                                else z) for name, z in zones.items()}
+    return data
+
+
+def load_settings(
+    config: Path | None = None,
+    *,
+    storage: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> GatewaySettings:
+    """Read ``config`` (if any), apply ``storage`` and other overrides, ensure a zone exists.
+
+    With neither a config nor a storage: zone ``default`` on :func:`default_storage_dir`.
+    """
+    data: dict[str, Any] = {}
+    if config is not None:
+        try:
+            loaded = yaml.safe_load(config.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read gateway config {config}: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"gateway config {config} must be a YAML mapping")
+        data = _relative_to(loaded, config.parent)
+    if storage is not None:
+        data["storage"] = storage
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    if not data.get("zones"):
+        data["zones"] = {DEFAULT_ZONE: {}}
+    if data.get("storage") is None and any(
+        not (z or {}).get("storage") for z in data["zones"].values()
+    ):
+        data["storage"] = str(default_storage_dir())
+    try:
+        return GatewaySettings.model_validate(data)
+    except ValidationError as exc:
+        where = f"gateway config {config}" if config else "gateway settings"
+        raise ConfigError(f"invalid {where}:\n{exc}") from exc

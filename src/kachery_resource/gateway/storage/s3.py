@@ -1,0 +1,271 @@
+"""Storage in an S3-compatible bucket (AWS, R2, Wasabi, SeaweedFS, MinIO) via boto3.
+
+Clients PUT to presigned URLs for a staging key; finalize streams the staged object
+back (in a worker thread, in 1 MiB chunks) to hash it, and only if size and sha1 match
+copies it to its content key — conditionally on the ETag that was hashed, so bytes
+re-uploaded to the staging URL in between can never slip through — then deletes the
+staged object. Every blocking boto3 call runs in ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ...errors import ConfigError
+from ..problems import ApiError
+from .base import PartInfo, Storage, UrlContext, content_mismatch, nothing_uploaded
+
+HASH_CHUNK = 1024 * 1024
+MAX_COPY_OBJECT = 5 * 1024**3
+_MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchUpload"}
+
+
+def is_missing(exc: ClientError) -> bool:
+    """Answer whether a boto3 error means 'no such object'."""
+    return str(exc.response.get("Error", {}).get("Code")) in _MISSING
+
+
+def make_client(endpoint_url: str | None) -> Any:
+    """A boto3 S3 client; path-style addressing when an endpoint is given (SeaweedFS, MinIO)."""
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    style = "path" if endpoint_url else "auto"
+    config = Config(signature_version="s3v4", s3={"addressing_style": style},
+                    retries={"max_attempts": 4, "mode": "standard"}, max_pool_connections=32,
+                    read_timeout=300)
+    return boto3.session.Session().client("s3", endpoint_url=endpoint_url, region_name=region,
+                                          config=config)
+
+
+class S3Storage(Storage):
+    """Objects in ``bucket``; keys are object keys."""
+
+    kind = "s3"
+    accepts_chunked_put = False
+
+    def __init__(self, bucket: str, endpoint_url: str | None = None, client: Any = None) -> None:
+        if not bucket:
+            raise ConfigError("an S3 storage needs a bucket: s3://BUCKET[/PREFIX]")
+        self.bucket = bucket
+        self.client = client if client is not None else make_client(endpoint_url)
+        self.description = f"s3://{bucket}" + (f" at {endpoint_url}" if endpoint_url else "")
+
+    async def _call(self, method: str, **kwargs: Any) -> Any:
+        try:
+            return await asyncio.to_thread(getattr(self.client, method), Bucket=self.bucket, **kwargs)
+        except ClientError:
+            raise
+        except BotoCoreError as exc:
+            raise ApiError(502, "storage_unavailable",
+                           f"the gateway cannot reach its S3 storage ({type(exc).__name__}); "
+                           "try again later") from exc
+
+    async def size_of(self, key: str) -> int | None:
+        try:
+            head = await self._call("head_object", Key=key)
+        except ClientError as exc:
+            if is_missing(exc):
+                return None
+            raise
+        return int(head["ContentLength"])
+
+    async def read_small(self, key: str, limit: int = 1 << 20) -> bytes | None:
+        try:
+            obj = await self._call("get_object", Key=key)
+        except ClientError as exc:
+            if is_missing(exc):
+                return None
+            raise
+        body = obj["Body"]
+        try:
+            return bytes(await asyncio.to_thread(body.read, limit))
+        finally:
+            body.close()
+
+    async def write_small(self, key: str, data: bytes) -> None:
+        await self._call("put_object", Key=key, Body=data)
+
+    async def delete(self, key: str) -> None:
+        await self._call("delete_object", Key=key)
+
+    async def _list(self, prefix: str) -> list[dict[str, Any]]:
+        def run() -> list[dict[str, Any]]:
+            objects: list[dict[str, Any]] = []
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix.rstrip("/") + "/"):
+                objects.extend(page.get("Contents", []))
+            return objects
+
+        return await asyncio.to_thread(run)
+
+    async def list_keys(self, prefix: str) -> list[str]:
+        return sorted(str(o["Key"]) for o in await self._list(prefix))
+
+    def download_url(self, ctx: UrlContext, key: str, ttl_sec: int) -> str:
+        return str(self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=ttl_sec))
+
+    def upload_url(self, ctx: UrlContext, key: str, ttl_sec: int, max_size: int) -> str:
+        return str(self.client.generate_presigned_url(
+            "put_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=ttl_sec))
+
+    def _hash_object(self, key: str) -> tuple[str, int, str]:
+        """Stream ``key`` and return (sha1, size, ETag of exactly those bytes)."""
+        obj = self.client.get_object(Bucket=self.bucket, Key=key)
+        digest = hashlib.sha1()
+        size = 0
+        body = obj["Body"]
+        try:
+            for chunk in body.iter_chunks(HASH_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+        finally:
+            body.close()
+        return digest.hexdigest(), size, str(obj["ETag"])
+
+    def _copy_if_match(self, source: str, target: str, etag: str, size: int) -> None:
+        copy_source = {"Bucket": self.bucket, "Key": source}
+        if size <= MAX_COPY_OBJECT:
+            self.client.copy_object(Bucket=self.bucket, Key=target, CopySource=copy_source,
+                                    CopySourceIfMatch=etag)
+        else:
+            self.client.copy(copy_source, self.bucket, target,
+                             ExtraArgs={"CopySourceIfMatch": etag})
+
+    async def promote(self, staging: str, content: str, size: int, sha1: str) -> None:
+        staged_size = await self.size_of(staging)
+        if staged_size is None:
+            raise nothing_uploaded(staging)
+        if staged_size != size:
+            await self.delete(staging)
+            raise content_mismatch(sha1, size, None, staged_size)
+        try:
+            got_sha1, got_size, etag = await asyncio.to_thread(self._hash_object, staging)
+        except ClientError as exc:
+            if is_missing(exc):
+                raise nothing_uploaded(staging) from exc
+            raise
+        if (got_sha1, got_size) != (sha1, size):
+            await self.delete(staging)
+            raise content_mismatch(sha1, size, got_sha1, got_size)
+        try:
+            await asyncio.to_thread(self._copy_if_match, staging, content, etag, size)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code"))
+            if code in {"PreconditionFailed", "412"}:
+                await self.delete(staging)
+                raise ApiError(409, "upload_changed",
+                               "the staged upload was overwritten while it was being verified; "
+                               "it was deleted — upload the file again") from exc
+            raise
+        await self.delete(staging)
+
+    async def put_verified_empty(self, content: str) -> None:
+        await self._call("put_object", Key=content, Body=b"")
+
+    async def mp_create(self, key: str) -> str:
+        created = await self._call("create_multipart_upload", Key=key)
+        return str(created["UploadId"])
+
+    def mp_part_url(self, ctx: UrlContext, key: str, backend_id: str, number: int, ttl_sec: int,
+                    max_size: int) -> str:
+        return str(self.client.generate_presigned_url(
+            "upload_part", ExpiresIn=ttl_sec,
+            Params={"Bucket": self.bucket, "Key": key, "UploadId": backend_id, "PartNumber": number}))
+
+    async def _list_parts(self, key: str, backend_id: str) -> list[dict[str, Any]]:
+        def run() -> list[dict[str, Any]]:
+            listed: list[dict[str, Any]] = []
+            paginator = self.client.get_paginator("list_parts")
+            for page in paginator.paginate(Bucket=self.bucket, Key=key, UploadId=backend_id):
+                listed.extend(page.get("Parts", []))
+            return listed
+
+        try:
+            return await asyncio.to_thread(run)
+        except ClientError as exc:
+            if is_missing(exc):
+                return []
+            raise
+
+    async def mp_parts(self, key: str, backend_id: str) -> dict[int, PartInfo]:
+        listed = await self._list_parts(key, backend_id)
+        found: dict[int, PartInfo] = {}
+        latest: dict[int, Any] = {}
+        for part in listed:  # some stores list a re-sent part twice; the latest wins
+            number = int(part["PartNumber"])
+            if number not in latest or part["LastModified"] >= latest[number]:
+                latest[number] = part["LastModified"]
+                found[number] = PartInfo(number, int(part["Size"]), str(part["ETag"]))
+        return found
+
+    async def mp_complete(self, key: str, backend_id: str, parts: list[PartInfo], content: str,
+                          size: int, sha1: str) -> None:
+        listing = {"Parts": [{"PartNumber": p.number, "ETag": p.etag} for p in parts]}
+        try:
+            await self._call("complete_multipart_upload", Key=key, UploadId=backend_id,
+                             MultipartUpload=listing)
+        except ClientError as exc:
+            if not is_missing(exc):
+                raise
+        await self.promote(key, content, size, sha1)
+
+    async def mp_abort(self, key: str, backend_id: str) -> None:
+        try:
+            await self._call("abort_multipart_upload", Key=key, UploadId=backend_id)
+        except ClientError as exc:
+            if not is_missing(exc):
+                raise
+        await self.delete(key)
+
+    async def mp_cleanup(self, root: str, max_age_sec: float) -> int:
+        cutoff = time.time() - max_age_sec
+
+        def uploads() -> list[dict[str, Any]]:
+            found: list[dict[str, Any]] = []
+            paginator = self.client.get_paginator("list_multipart_uploads")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=root.rstrip("/") + "/"):
+                found.extend(page.get("Uploads", []))
+            return found
+
+        removed = 0
+        live: set[str] = set()
+        for upload in await asyncio.to_thread(uploads):
+            key, backend_id = str(upload["Key"]), str(upload["UploadId"])
+            last = upload["Initiated"].timestamp()
+            if last < cutoff:
+                parts = await self._list_parts(key, backend_id)
+                last = max([last, *(p["LastModified"].timestamp() for p in parts)])
+            if last < cutoff:
+                await self.mp_abort(key, backend_id)
+                await self.delete(key + ".upload.json")
+                removed += 1
+            else:
+                live.add(key)
+        for obj in await self._list(root):
+            key = str(obj["Key"])
+            if key.removesuffix(".upload.json") in live:
+                continue
+            if obj["LastModified"].timestamp() < cutoff:
+                await self.delete(key)
+                removed += 1
+        return removed
+
+    async def cleanup(self, prefix: str, max_age_sec: float) -> int:
+        cutoff = time.time() - max_age_sec
+        removed = 0
+        for obj in await self._list(prefix):
+            if obj["LastModified"].timestamp() < cutoff:
+                await self.delete(str(obj["Key"]))
+                removed += 1
+        return removed
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.client.close)

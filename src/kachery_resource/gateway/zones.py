@@ -1,0 +1,50 @@
+"""Zones at run time: settings joined with an opened storage, key prefix and client registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+from . import keys
+from .registry import ClientRegistry
+from .settings import GatewaySettings, ZoneSettings
+from .storage import Storage, open_storage
+
+
+@dataclass
+class Zone:
+    """One zone, ready to serve."""
+
+    name: str
+    settings: ZoneSettings
+    storage: Storage
+    prefix: str
+    registry: ClientRegistry
+
+    def info(self) -> dict[str, object]:
+        """What /api/info says about this zone (no secrets, no paths)."""
+        return {
+            "name": self.name,
+            "backend": self.storage.kind,
+            "allowPublicDownload": self.settings.allow_public_download,
+            "allowPublicUpload": self.settings.allow_public_upload,
+            "autoApproveClients": self.settings.auto_approve_clients,
+        }
+
+
+def open_zones(settings: GatewaySettings) -> dict[str, Zone]:
+    """Open every zone's storage (zones naming the same storage share one backend)."""
+    opened: dict[tuple[str, str | None], tuple[Storage, str]] = {}
+    zones: dict[str, Zone] = {}
+    for name, zone_settings in settings.zones.items():
+        url = settings.zone_storage(name)
+        endpoint = settings.zone_endpoint(name)
+        if (url, endpoint) not in opened:
+            opened[(url, endpoint)] = open_storage(url, endpoint)
+        storage, url_prefix = opened[(url, endpoint)]
+        prefix = keys.join(url_prefix, keys.ensure_safe_prefix(zone_settings.prefix))
+        zones[name] = Zone(name, zone_settings, storage, prefix,
+                           ClientRegistry(storage, prefix, name, settings.registry_cache_sec))
+    if not zones:
+        raise ConfigError("the gateway has no zones")
+    return zones

@@ -1,0 +1,65 @@
+"""Serve the proxy app behind the fast front (:mod:`.fastpath`): bind, print URL, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import weakref
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from .fastpath import FrontProtocol
+from .state import STATE
+
+
+@dataclass
+class RunningProxy:
+    """A started proxy: its URL, and how to stop it."""
+
+    url: str
+    runner: web.AppRunner
+    server: asyncio.Server
+    clients: weakref.WeakSet[FrontProtocol]
+
+    async def stop(self) -> None:
+        self.server.close()
+        for client in list(self.clients):
+            client.close()
+        await self.runner.cleanup()
+
+
+async def start_proxy(app: web.Application, host: str, port: int) -> RunningProxy:
+    """Start ``app`` on ``host:port`` (0 = free port) with the fast front; return it."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    aiohttp_protocol = runner.server
+    assert aiohttp_protocol is not None
+    state = app[STATE]
+    loop = asyncio.get_running_loop()
+    clients: weakref.WeakSet[FrontProtocol] = weakref.WeakSet()
+
+    def accept() -> FrontProtocol:
+        protocol = FrontProtocol(state, aiohttp_protocol)
+        clients.add(protocol)
+        return protocol
+
+    server = await loop.create_server(accept, host, port, reuse_address=True, backlog=1024)
+    bound = server.sockets[0].getsockname()[1]
+    return RunningProxy(f"http://{host}:{bound}", runner, server, clients)
+
+
+async def serve_proxy(app: web.Application, host: str, port: int) -> None:
+    """Run until SIGINT/SIGTERM; the first line printed is the URL listened on."""
+    running = await start_proxy(app, host, port)
+    print(running.url, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        print("shutting down", file=sys.stderr, flush=True)
+        await running.stop()

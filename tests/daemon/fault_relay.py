@@ -1,0 +1,132 @@
+"""A small HTTP relay for multipart tests, put in front of a bucket or a gateway.
+
+It forwards every request unchanged (the Host header kept, so presigned SigV4 URLs and
+the local gateway's signed URLs stay valid, and URLs the gateway builds from the Host
+point back at the relay). It counts the body bytes of every PUT it forwards, can fail
+every k-th PUT (503 after reading the body), stall chosen PUTs (read nothing, then drop
+the connection) and throttle PUT bodies to a byte rate. It runs on its own event loop
+in a thread, so it serves sync tests and async tests alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
+              "proxy-authorization", "proxy-authenticate", "host"}
+
+
+def is_client_put(request: web.Request) -> bool:
+    """A PUT to a presigned S3 URL or a local gateway's signed URL (not the gateway's own
+    boto3 calls, which are signed in a header)."""
+    return request.method == "PUT" and (
+        "X-Amz-Signature" in request.query or request.path.startswith("/files/"))
+
+
+@dataclass
+class FaultRelay:
+    upstream: str
+    fail_every: int = 0  # every k-th PUT answers 503 (0: never)
+    stall_puts: set[int] = field(default_factory=set)  # these PUT ordinals (1-based) stall
+    stall_sec: float = 30.0
+    rate: float = 0.0  # PUT body bytes per second across all PUTs (0: unlimited)
+    puts: int = 0
+    failed: int = 0
+    stalled: int = 0
+    put_bytes: int = 0  # body bytes received of every PUT (also failed ones)
+    ok_put_bytes: int = 0  # body bytes of PUTs the upstream answered 2xx
+    url: str = ""
+    _loop: asyncio.AbstractEventLoop | None = None
+    _runner: web.AppRunner | None = None
+    _session: aiohttp.ClientSession | None = None
+
+    def reset(self) -> None:
+        self.fail_every, self.stall_puts, self.rate = 0, set(), 0.0
+        self.puts = self.failed = self.stalled = self.put_bytes = self.ok_put_bytes = 0
+
+    async def _counted(self, content: aiohttp.StreamReader, sink: list[int]) -> AsyncIterator[bytes]:
+        async for chunk in content.iter_chunked(256 * 1024):
+            self.put_bytes += len(chunk)
+            sink[0] += len(chunk)
+            if self.rate:
+                await asyncio.sleep(len(chunk) / self.rate)
+            yield chunk
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        headers["Host"] = request.host
+        data: Any = None
+        sink = [0]
+        if is_client_put(request):
+            self.puts += 1
+            number = self.puts
+            if number in self.stall_puts:
+                self.stalled += 1
+                await asyncio.sleep(self.stall_sec)
+                assert request.transport is not None
+                request.transport.close()
+                return web.Response(status=500)
+            if self.fail_every and number % self.fail_every == 0:
+                self.failed += 1
+                async for chunk in request.content.iter_chunked(256 * 1024):
+                    self.put_bytes += len(chunk)
+                return web.json_response({"error": "injected"}, status=503)
+            data = self._counted(request.content, sink)
+        elif request.body_exists:
+            data = await request.read()
+        # shielded: a client that vanishes (kill -9) does not cut the exchange with the
+        # upstream short, so what the store acknowledged is always counted
+        return await asyncio.shield(self._forward(request, headers, data, sink))
+
+    async def _forward(self, request: web.Request, headers: dict[str, str], data: Any,
+                       sink: list[int]) -> web.Response:
+        assert self._session is not None
+        async with self._session.request(request.method, self.upstream + request.path_qs,
+                                         headers=headers, data=data, allow_redirects=False,
+                                         auto_decompress=False) as resp:
+            body = await resp.read()
+            if data is not None and not isinstance(data, bytes) and 200 <= resp.status < 300:
+                self.ok_put_bytes += sink[0]
+            drop = HOP_BY_HOP if request.method == "HEAD" else HOP_BY_HOP | {"content-length"}
+            out = {k: v for k, v in resp.headers.items() if k.lower() not in drop}
+            return web.Response(status=resp.status, body=body or None, headers=out)
+
+    def start(self) -> FaultRelay:
+        ready = threading.Event()
+
+        async def main() -> None:
+            self._session = aiohttp.ClientSession(auto_decompress=False,
+                                                  timeout=aiohttp.ClientTimeout(total=None))
+            app = web.Application(client_max_size=1 << 40)
+            app.router.add_route("*", "/{tail:.*}", self._handle)
+            self._runner = web.AppRunner(app, access_log=None)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            await site.start()
+            port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self.url = f"http://127.0.0.1:{port}"
+            ready.set()
+
+        self._loop = asyncio.new_event_loop()
+        threading.Thread(target=self._loop.run_forever, daemon=True).start()
+        asyncio.run_coroutine_threadsafe(main(), self._loop)
+        assert ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        async def close() -> None:
+            if self._runner is not None:
+                await self._runner.cleanup()
+            if self._session is not None:
+                await self._session.close()
+
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(30)
+        self._loop.call_soon_threadsafe(self._loop.stop)

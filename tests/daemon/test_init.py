@@ -1,0 +1,90 @@
+"""`kachery-resource init` through its prompts (piped stdin) and through flags."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from kachery_resource.cli import cli
+from kachery_resource.config import load_config
+from kachery_resource.identity import load_client_keys
+
+
+@pytest.fixture
+def env(kc_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    monkeypatch.delenv("KACHERY_CLOUD_CLIENT_ID", raising=False)
+    monkeypatch.delenv("KACHERY_CLOUD_PRIVATE_KEY", raising=False)
+    monkeypatch.delenv("KACHERY_GATEWAY_URL", raising=False)
+    return {"KACHERY_CLOUD_DIR": str(kc_dir)}
+
+
+def test_init_prompts_reask_on_bad_input_and_write_0600(tmp_path: Path, kc_dir: Path,
+                                                        env: dict[str, str]) -> None:
+    cfg = tmp_path / "kachery-resource.yaml"
+    answers = "\n".join([
+        "bad name!", "my_resource",        # invalid name, asked again
+        "franklab.default",
+        "zero", "0", "3",                  # not a positive integer, twice
+        "ftp://proxy", "http://127.0.0.1:3030/",
+        "s3cret",
+    ]) + "\n"
+    result = CliRunner().invoke(cli, ["init", "--config", str(cfg)], input=answers, env=env)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("Resource name") == 2
+    assert result.output.count("Maximum concurrent uploads") == 3
+    assert result.output.count("Proxy URL") == 2
+    assert "s3cret" not in result.output  # typed hidden
+    data = yaml.safe_load(cfg.read_text())
+    assert data == {"resourceName": "my_resource", "kacheryZone": "franklab.default",
+                    "maxConcurrentUploads": 3, "proxyUrl": "http://127.0.0.1:3030",
+                    "proxySecret": "s3cret"}
+    assert stat.S_IMODE(cfg.stat().st_mode) == 0o600
+    keys = load_client_keys(kc_dir, {})
+    assert keys is not None
+    assert f"Client id: {keys.client_id}" in result.output
+    assert f"gateway clients add {keys.client_id}" in result.output
+    assert f"registerClient/{keys.client_id}?signature=" in result.output
+
+
+def test_init_defaults_come_from_existing_file(tmp_path: Path, env: dict[str, str]) -> None:
+    cfg = tmp_path / "kachery-resource.yaml"
+    cfg.write_text("resourceName: old_name\nkacheryZone: z9\nmaxConcurrentUploads: 5\n"
+                   "proxyUrl: https://p.example.org\nproxySecret: keepme\n")
+    # Enter on every prompt keeps the old value, including the hidden secret
+    result = CliRunner().invoke(cli, ["init", "--config", str(cfg)], input="\n" * 5, env=env)
+    assert result.exit_code == 0, result.output
+    loaded = load_config(cfg)
+    assert (loaded.resourceName, loaded.zone, loaded.maxConcurrentUploads, loaded.proxyUrl,
+            loaded.proxySecret) == ("old_name", "z9", 5, "https://p.example.org", "keepme")
+    assert "keepme" not in result.output
+
+
+def test_init_by_flags_without_prompts(tmp_path: Path, kc_dir: Path, env: dict[str, str]) -> None:
+    cfg = tmp_path / "kachery-resource.yaml"
+    args = ["init", "--config", str(cfg), "--name", "res1", "--zone", ".",
+            "--max-concurrent-uploads", "4", "--proxy-url", "https://proxy.example.org",
+            "--proxy-secret", "pw", "--gateway-url", "http://127.0.0.1:9/"]
+    result = CliRunner().invoke(cli, args, input="", env=env)
+    assert result.exit_code == 0, result.output
+    data = yaml.safe_load(cfg.read_text())
+    assert data == {"resourceName": "res1", "maxConcurrentUploads": 4,
+                    "proxyUrl": "https://proxy.example.org", "proxySecret": "pw",
+                    "gatewayUrl": "http://127.0.0.1:9"}
+    assert (kc_dir / "private.pem").exists()
+    # running again keeps the same keys
+    first = load_client_keys(kc_dir, {})
+    result = CliRunner().invoke(cli, [*args[:3], "-y"], input="", env=env)
+    assert result.exit_code == 0, result.output
+    assert load_client_keys(kc_dir, {}) == first
+    assert yaml.safe_load(cfg.read_text()) == data
+
+
+def test_init_rejects_a_bad_flag(tmp_path: Path, env: dict[str, str]) -> None:
+    result = CliRunner().invoke(cli, ["init", "--config", str(tmp_path / "c.yaml"), "--name",
+                                      "no spaces", "-y"], input="", env=env)
+    assert result.exit_code == 2
+    assert "invalid resource name" in result.output

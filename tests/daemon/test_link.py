@@ -1,0 +1,93 @@
+"""`kachery-resource link`: records kachery-cloud reads, parallel hashing, skip unchanged."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from kachery_resource.cli import cli
+from kachery_resource.daemon.link import link_paths
+from kachery_resource.store import LocalStore
+
+
+def make_tree(root: Path, n: int) -> dict[Path, str]:
+    files = {}
+    for i in range(n):
+        p = root / f"d{i % 3}" / f"file {i} é.bin"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        data = f"content {i}".encode()
+        p.write_bytes(data)
+        files[p] = hashlib.sha1(data).hexdigest()
+    return files
+
+
+def test_link_tree_writes_kachery_cloud_records_and_skips_unchanged(tmp_path: Path,
+                                                                    kc_dir: Path) -> None:
+    files = make_tree(tmp_path / "data", 30)
+    store = LocalStore(kc_dir)
+    first = link_paths([tmp_path / "data"], store, workers=4)
+    assert not first.errors and first.hashed == 30
+    for path, sha1 in files.items():
+        record = json.loads(store.link_record_path(sha1).read_text())
+        assert record == {"path": str(path), "size": path.stat().st_size,
+                          "mtime": path.stat().st_mtime, "sha1": sha1}
+        assert store.resolve(sha1) is not None
+    second = link_paths([tmp_path / "data"], store)
+    assert second.hashed == 0 and len(second.files) == 30
+    assert {f.sha1 for f in second.files} == set(files.values())
+    # change one file: only it is hashed again
+    changed = next(iter(files))
+    changed.write_bytes(b"new bytes, new size")
+    third = link_paths([tmp_path / "data"], store)
+    assert third.hashed == 1
+    assert {f.sha1 for f in third.files if f.path == str(changed)} == {
+        hashlib.sha1(b"new bytes, new size").hexdigest()}
+    # a deleted record is noticed and written again
+    some_sha1 = files[list(files)[1]]
+    store.link_record_path(some_sha1).unlink()
+    assert link_paths([tmp_path / "data"], store).hashed == 1
+    assert store.link_record_path(some_sha1).exists()
+
+
+@pytest.mark.parametrize("fmt", ["tsv", "jsonl"])
+def test_link_cli_manifest(tmp_path: Path, kc_dir: Path, fmt: str) -> None:
+    files = make_tree(tmp_path / "data", 5)
+    single = tmp_path / "single file.txt"
+    single.write_text("x")
+    manifest = tmp_path / f"m.{fmt}"
+    result = CliRunner().invoke(
+        cli, ["link", str(tmp_path / "data"), str(single), "--manifest", str(manifest),
+              "--format", fmt], env={"KACHERY_CLOUD_DIR": str(kc_dir)})
+    assert result.exit_code == 0, result.output
+    assert "linked 6 files (6 hashed, 0 unchanged, 0 failed)" in result.output
+    lines = manifest.read_text().splitlines()
+    expected = {str(p): f"sha1://{h}" for p, h in files.items()}
+    expected[str(single)] = f"sha1://{hashlib.sha1(b'x').hexdigest()}"
+    if fmt == "tsv":
+        got = dict(line.split("\t") for line in lines)
+    else:
+        got = {o["path"]: o["uri"] for o in map(json.loads, lines)}
+    assert got == expected
+    # to stdout when no --manifest
+    result = CliRunner().invoke(cli, ["link", str(single)], env={"KACHERY_CLOUD_DIR": str(kc_dir)})
+    assert result.exit_code == 0
+    assert f"{single}\tsha1://" in result.output and "1 unchanged" in result.output
+
+
+def test_link_records_are_read_by_kachery_cloud(tmp_path: Path, kc_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    files = make_tree(tmp_path / "data", 2)
+    link_paths([tmp_path / "data"], LocalStore(kc_dir))
+    path, sha1 = next(iter(files.items()))
+    code = ("import kachery_cloud as kcl, sys; "
+            f"print(kcl.load_file('sha1://{sha1}', local_only=True))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "KACHERY_CLOUD_DIR": str(kc_dir)}, timeout=60)
+    assert out.stdout.strip() == str(path), out.stderr

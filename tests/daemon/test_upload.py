@@ -1,0 +1,168 @@
+"""upload.py against an in-process stand-in gateway: signed calls, one streaming PUT with
+Content-Length, hash check before the last byte, retries, empty files."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from kachery_resource.daemon import put as put_mod
+from kachery_resource.daemon.upload import GatewayClient, GatewayUploader
+from kachery_resource.errors import GatewayError, IntegrityError
+from kachery_resource.identity import ClientKeys, verify_signature
+from kachery_resource.store import LocalFile
+
+
+class StandIn:
+    """Records what arrives; answers like a kachery gateway whose bucket is a dict."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.puts: list[dict[str, Any]] = []
+        self.bucket: dict[str, bytes] = {}
+        self.fail_puts = 0
+        self.registered = True
+
+    async def gateway(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        payload = body["payload"]
+        assert verify_signature(payload, body["fromClientId"], body["signature"])
+        self.calls.append(payload)
+        kind, sha1 = payload["type"], payload.get("hash")
+        if kind == "findFile":
+            return web.json_response({"found": sha1 in self.bucket, "url": "x"})
+        if kind == "getClientInfo":
+            return web.json_response({"found": self.registered})
+        if kind == "initiateFileUpload":
+            if sha1 in self.bucket:
+                return web.json_response({"alreadyExists": True})
+            url = str(request.url.with_path(f"/put/{sha1}").with_query({}))
+            return web.json_response({"alreadyExists": False, "objectKey": f"sha1/{sha1}",
+                                      "signedUploadUrl": url})
+        if kind == "finalizeFileUpload":
+            return web.json_response({"type": "finalizeFileUpload"})
+        return web.Response(status=500, text="Error: unknown")
+
+    async def put(self, request: web.Request) -> web.Response:
+        record: dict[str, Any] = {"headers": dict(request.headers), "complete": False}
+        self.puts.append(record)
+        if self.fail_puts:
+            self.fail_puts -= 1
+            return web.Response(status=503, text="slow down")
+        data = bytearray()
+        try:
+            async for chunk in request.content.iter_chunked(65536):
+                data += chunk
+        except Exception:
+            return web.Response(status=400)
+        record["received"] = len(data)
+        if request.content_length is not None and len(data) == request.content_length:
+            record["complete"] = True
+            self.bucket[request.match_info["sha1"]] = bytes(data)
+        return web.Response(text="")
+
+
+@pytest.fixture
+async def standin() -> AsyncIterator[tuple[StandIn, str]]:
+    s = StandIn()
+    app = web.Application(client_max_size=1 << 30)
+    app.router.add_post("/api/gateway", s.gateway)
+    app.router.add_put("/put/{sha1}", s.put)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield s, str(server.make_url("")).rstrip("/")
+    await server.close()
+
+
+def local_file(path: Path, sha1: str | None = None) -> LocalFile:
+    data = path.read_bytes()
+    st = path.stat()
+    return LocalFile(sha1 or hashlib.sha1(data).hexdigest(), path, st.st_size, st.st_mtime, False)
+
+
+async def run_upload(url: str, local: LocalFile) -> list[int]:
+    progress: list[int] = []
+    async with aiohttp.ClientSession() as session:
+        gw = GatewayClient(session, url, ClientKeys.generate(), "default")
+        up = GatewayUploader(gw)
+        assert not await up.is_in_bucket(local.sha1)
+        await up.upload(local, progress.append)
+    return progress
+
+
+async def test_streams_file_with_content_length_and_finalizes(standin: tuple[StandIn, str],
+                                                              tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    s, url = standin
+    monkeypatch.setattr(put_mod, "BLOCK_SIZE", 100_000)
+    path = tmp_path / "a file ü.bin"
+    path.write_bytes(bytes(range(256)) * 2000)  # 512,000 bytes: several chunks
+    local = local_file(path)
+    progress = await run_upload(url, local)
+    assert s.bucket[local.sha1] == path.read_bytes()
+    put = s.puts[0]
+    assert put["headers"]["Content-Length"] == "512000"
+    assert "Transfer-Encoding" not in put["headers"]
+    assert sum(progress) == 512000 and len(progress) == 6
+    assert [c["type"] for c in s.calls] == ["findFile", "initiateFileUpload", "finalizeFileUpload"]
+    assert s.calls[2]["size"] == 512000 and s.calls[2]["objectKey"] == f"sha1/{local.sha1}"
+
+
+async def test_wrong_bytes_never_reach_the_last_byte(standin: tuple[StandIn, str],
+                                                     tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    s, url = standin
+    monkeypatch.setattr(put_mod, "BLOCK_SIZE", 100_000)
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"a" * 300_000)
+    wrong = local_file(path, sha1="0" * 40)
+    with pytest.raises(IntegrityError, match="no longer hashes"):
+        await run_upload(url, wrong)
+    await asyncio.sleep(0.1)
+    assert s.bucket == {}
+    assert all(not p["complete"] for p in s.puts)
+    assert "finalizeFileUpload" not in [c["type"] for c in s.calls]
+
+
+async def test_empty_file_and_already_existing(standin: tuple[StandIn, str], tmp_path: Path) -> None:
+    s, url = standin
+    path = tmp_path / "empty"
+    path.write_bytes(b"")
+    local = local_file(path)
+    await run_upload(url, local)
+    assert s.bucket[local.sha1] == b""
+    assert s.puts[0]["headers"]["Content-Length"] == "0"
+    # second time: initiate says alreadyExists (findFile is asked by the job, not here)
+    async with aiohttp.ClientSession() as session:
+        up = GatewayUploader(GatewayClient(session, url, ClientKeys.generate(), "default"))
+        await up.upload(local, lambda n: None)
+    assert len(s.puts) == 1
+
+
+async def test_transient_put_failure_is_retried(standin: tuple[StandIn, str], tmp_path: Path) -> None:
+    s, url = standin
+    s.fail_puts = 1
+    path = tmp_path / "f.txt"
+    path.write_text("hello")
+    local = local_file(path)
+    progress = await run_upload(url, local)
+    assert s.bucket[local.sha1] == b"hello"
+    assert len(s.puts) == 2 and sum(progress) == 5
+
+
+async def test_gateway_refusal_is_not_retried(standin: tuple[StandIn, str]) -> None:
+    s, url = standin
+    async with aiohttp.ClientSession() as session:
+        gw = GatewayClient(session, url, ClientKeys.generate(), "default")
+        with pytest.raises(GatewayError, match="500"):
+            await gw.call({"type": "nonsense"})
+        s.registered = False
+        assert await gw.client_info() is None

@@ -1,0 +1,51 @@
+"""`kachery-resource dev DIR` keeps the stack up and prints what a client needs."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from kachery_resource.client import ClientSettings, load_file, request_file
+
+from ..servers import BIN, start_cli
+
+
+def test_dev_shares_a_directory_until_stopped(tmp_path: Path) -> None:
+    share = tmp_path / "my data"
+    share.mkdir()
+    (share / "hello wörld.txt").write_text("hello from dev\n")
+    (share / "other.bin").write_bytes(b"other" * 1000)
+    dev = start_cli(["dev", str(share)], ready=r"kachery-resource load (sha1://\S+)", timeout=90)
+    try:
+        text = dev.text()
+        env = dict(re.findall(r"export (KACHERY_\w+)=(\S+)", text))
+        assert set(env) == {"KACHERY_GATEWAY_URL", "KACHERY_RESOURCE_URL", "KACHERY_ZONE"}
+        settings = ClientSettings.from_env({**env, "KACHERY_CLOUD_DIR": str(tmp_path / "client")})
+        path = load_file(dev.url, settings=settings, progress=False, timeout=30)
+        assert Path(path).read_text() == "hello from dev\n"
+        cat = subprocess.run([str(BIN / "kachery-resource"), "cat", dev.url], capture_output=True,
+                             env={**os.environ, **env, "KACHERY_CLOUD_DIR": str(tmp_path / "c2")},
+                             timeout=60)
+        assert (cat.returncode, cat.stdout) == (0, b"hello from dev\n")
+        # request: status only, against the real daemon
+        other = "sha1://" + hashlib.sha1(b"other" * 1000).hexdigest()
+        first = request_file(other, settings=settings)
+        assert first.source == "resource" and first.status in ("queued", "running", "completed")
+        assert first.size in (None, 5000)  # the daemon may not know the size while queued
+        later = request_file(other, settings=settings, wait=10)
+        assert later.status == "completed"
+        assert request_file(other, settings=settings).source == "bucket"
+        t0 = time.monotonic()
+        missing = request_file("sha1://" + "0" * 40, settings=settings)
+        assert time.monotonic() - t0 < 0.9  # a final answer comes at once, not after the wait
+        assert (missing.source, missing.status) == ("resource", "not-found")
+    finally:
+        dev.stop(signal.SIGTERM)
+    assert dev.proc.returncode == 0
+    workspace = re.search(r"logs in (\S+);", dev.text())
+    assert workspace is not None and not Path(workspace.group(1)).exists()
