@@ -115,12 +115,12 @@ def test_sparse_6gib_multipart(stack: MpStack, tmp_path: Path, capsys: pytest.Ca
 
 
 def test_kill9_resumes_without_resending_parts(stack: MpStack, tmp_path: Path) -> None:
-    size = 240 * MIB + 777
+    size = 160 * MIB + 777
     path = tmp_path / "data" / "random.bin"
     sha1 = random_file(path, size)
     workdir = tmp_path / "daemon"
     LocalStore(workdir / "kc").link(path, sha1)
-    stack.relay.rate = 40 * MIB  # slow enough to kill it half-way
+    stack.relay.rate = 32 * MIB  # slow enough to kill it half-way
     name = "res-" + secrets.token_hex(3)
     daemon = start_mp_daemon(stack, workdir, name, SMALL_PARTS)
     try:
@@ -167,12 +167,12 @@ def test_every_5th_part_put_fails(stack: MpStack, tmp_path: Path) -> None:
 
 def test_sigterm_aborts_the_upload(stack: MpStack, tmp_path: Path) -> None:
     """Stopping the daemon (SIGTERM, like Ctrl-C) aborts: no object, no parts, no journal entry."""
-    size = 200 * MIB
+    size = 120 * MIB
     path = tmp_path / "data" / "random.bin"
     sha1 = random_file(path, size)
     workdir = tmp_path / "daemon"
     LocalStore(workdir / "kc").link(path, sha1)
-    stack.relay.rate = 40 * MIB
+    stack.relay.rate = 24 * MIB
     daemon: ServerProcess = start_mp_daemon(stack, workdir, "res-" + secrets.token_hex(3), SMALL_PARTS)
     try:
         wait_progress(daemon.url, sha1, 0.2)

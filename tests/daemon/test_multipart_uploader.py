@@ -18,7 +18,7 @@ import pytest
 from kachery_resource.daemon.journal import JournalEntry, UploadJournal
 from kachery_resource.daemon.multipart import MultipartSettings, MultipartUploader, choose_part_size
 from kachery_resource.daemon.multipart_api import MultipartLimits
-from kachery_resource.daemon.upload import GatewayClient
+from kachery_resource.daemon.upload import GatewayClient, GatewayUploader
 from kachery_resource.errors import ConfigError, IntegrityError, UploadFailedError
 from kachery_resource.gateway.app import build_app
 from kachery_resource.gateway.settings import load_settings
@@ -222,6 +222,28 @@ async def test_failure_after_retries_keeps_journal_for_resume(stack: Stack, tmp_
     await up.upload(local, ProgressLog())
     assert await stack.fetch(local.sha1) == local.path.read_bytes()
     assert stack.journal.entries() == []
+
+
+async def test_daemon_uploader_picks_multipart_only_when_offered(stack: Stack, tmp_path: Path) -> None:
+    """Through the daemon's GatewayUploader: multipart above the threshold when /api/info
+    offers it; one single PUT when the gateway does not (like kachery-cloud's)."""
+    big = make_file(tmp_path / "big.bin", 3 * PART)
+    uploader = GatewayUploader(stack.gateway, multipart=stack.uploader(multipartThreshold=PART))
+    await uploader.upload(big, ProgressLog())
+    assert stack.relay.puts == 3
+    assert await stack.fetch(big.sha1) == big.path.read_bytes()
+
+    async def no_multipart() -> dict[str, Any]:
+        return {"service": "an older gateway"}
+
+    other = make_file(tmp_path / "other.bin", 3 * PART)
+    plain = stack.uploader(multipartThreshold=PART)
+    plain.api.info = no_multipart  # type: ignore[method-assign]
+    uploader = GatewayUploader(stack.gateway, multipart=plain)
+    await uploader.upload(other, ProgressLog())
+    uploader.close()
+    assert stack.relay.puts == 4  # one more PUT: the whole file
+    assert await stack.fetch(other.sha1) == other.path.read_bytes()
 
 
 def test_part_size_choice_and_settings() -> None:

@@ -11,6 +11,8 @@ import click
 from ..config import CONFIG_FILE_NAME, load_config
 from ..store import LocalStore
 
+STATE_DIR_NAME = ".kachery-resource"
+
 
 def setup_logging(verbose: bool) -> None:
     """One line per event on stderr; ``--verbose`` adds debug lines."""
@@ -20,6 +22,11 @@ def setup_logging(verbose: bool) -> None:
     logger.handlers[:] = [handler]
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
     logger.propagate = False
+
+
+def state_dir_for(config_path: Path) -> Path:
+    """The daemon's own state (the upload journal): ``.kachery-resource/`` beside the config."""
+    return config_path.resolve().parent / STATE_DIR_NAME
 
 
 @click.command("init")
@@ -52,7 +59,7 @@ def share_command(config_path: Path, verbose: bool) -> None:
     from .share import run
 
     setup_logging(verbose)
-    run(load_config(config_path))
+    run(load_config(config_path), state_dir=state_dir_for(config_path))
 
 
 @click.command("link")

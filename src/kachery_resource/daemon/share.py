@@ -17,6 +17,8 @@ from ..identity import ClientKeys, load_client_keys
 from ..store import LocalFile, LocalStore
 from .connection import ProxyConnection
 from .jobs import JobManager
+from .journal import UploadJournal
+from .multipart import MultipartSettings, MultipartUploader
 from .upload import GatewayClient, GatewayUploader, TransientError
 
 log = logging.getLogger("kachery_resource.daemon")
@@ -55,8 +57,15 @@ def is_absent(store: LocalStore, sha1: str) -> bool:
     return not (os.path.exists(store.copy_path(sha1)) or os.path.exists(store.link_record_path(sha1)))
 
 
-async def serve(config: ResourceConfig, store: LocalStore, keys: ClientKeys, gateway_url: str) -> None:
-    """Run the daemon until SIGINT/SIGTERM; running uploads are aborted on the way out."""
+async def serve(config: ResourceConfig, store: LocalStore, keys: ClientKeys, gateway_url: str,
+                state_dir: Path | None = None) -> None:
+    """Run the daemon until SIGINT/SIGTERM; running uploads are aborted on the way out.
+
+    ``state_dir`` holds the multipart upload journal (none: large uploads do not resume
+    after a crash).
+    """
+    multipart_settings = MultipartSettings.from_mapping(config.model_extra)
+    journal = UploadJournal.in_state_dir(state_dir) if state_dir is not None else None
     connector = aiohttp.TCPConnector(limit=100)
     async with aiohttp.ClientSession(connector=connector, trust_env=True) as session:
         gateway = GatewayClient(session, gateway_url, keys, config.zone)
@@ -68,7 +77,8 @@ async def serve(config: ResourceConfig, store: LocalStore, keys: ClientKeys, gat
             except FileChangedError:  # maybe only the mtime moved: re-hash, off the loop
                 return await asyncio.to_thread(store.resolve, sha1)
 
-        uploader = GatewayUploader(gateway)
+        uploader = GatewayUploader(
+            gateway, multipart=MultipartUploader(gateway, multipart_settings, journal))
         jobs = JobManager(resolve, uploader, config.maxConcurrentUploads,
                           is_absent=lambda sha1: is_absent(store, sha1))
         connection = ProxyConnection(config, jobs, session)
@@ -90,9 +100,10 @@ async def serve(config: ResourceConfig, store: LocalStore, keys: ClientKeys, gat
             log.info("stopped")
 
 
-def run(config: ResourceConfig, store_dir: Path | None = None) -> None:
+def run(config: ResourceConfig, store_dir: Path | None = None,
+        state_dir: Path | None = None) -> None:
     """Check the config against the environment, then serve (blocking)."""
     config.check_zone_env()
     store = LocalStore(store_dir) if store_dir else LocalStore.from_env()
     keys = require_keys(store.root, dict(os.environ))
-    asyncio.run(serve(config, store, keys, config.gateway_url()))
+    asyncio.run(serve(config, store, keys, config.gateway_url(), state_dir))

@@ -7,6 +7,8 @@ one streaming PUT to the signed URL that reads, hashes and sends in a single pas
 not hash to the requested sha1 it is cut short before its last byte, so nothing becomes
 visible, and finalize is never called.
 Transient failures (connection errors, 429/502/503/504) are retried with backoff.
+Files above ``multipartThreshold`` go to :mod:`.multipart` instead (parallel parts,
+resumable) when the gateway supports it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import random
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 
@@ -29,6 +31,9 @@ from ..errors import GatewayError, IntegrityError, UploadFailedError
 from ..identity import ClientKeys, signed_envelope
 from ..store import LocalFile
 from .put import Put
+
+if TYPE_CHECKING:
+    from .multipart import MultipartUploader
 
 log = logging.getLogger("kachery_resource.daemon")
 
@@ -140,17 +145,24 @@ async def with_retries(
 class GatewayUploader:
     """Implements the jobs' ``Uploader``: bucket lookups and verified streaming uploads."""
 
-    def __init__(self, gateway: GatewayClient, max_threads: int = 64) -> None:
+    def __init__(self, gateway: GatewayClient, max_threads: int = 64,
+                 multipart: MultipartUploader | None = None) -> None:
         self.gateway = gateway
+        self.multipart = multipart  # large files, when the gateway supports it
         self._threads = ThreadPoolExecutor(max_threads, thread_name_prefix="upload")
 
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
+        if self.multipart is not None:
+            self.multipart.close()
 
     async def is_in_bucket(self, sha1: str) -> bool:
         return await with_retries(f"findFile sha1://{sha1}", lambda: self.gateway.find_file(sha1))
 
     async def upload(self, local: LocalFile, progress: Callable[[int], None]) -> None:
+        if self.multipart is not None and await self.multipart.wants(local):
+            await self.multipart.upload(local, progress)  # retries per part, resumable
+            return
         sent = 0
 
         def counted(n: int) -> None:
