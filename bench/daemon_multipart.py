@@ -177,6 +177,7 @@ def bench_side_by_side(kind: str, workdir: Path, s3: S3Server | None, path: Path
 
 def bench_crash(kind: str, workdir: Path, s3: S3Server | None, size: int,
                 settings: dict[str, Any]) -> str:
+    workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "crash.bin"
     sha1 = make_file(path, size)
     with mp_stack(kind, workdir / f"crash-{kind}", s3) as st:
@@ -208,7 +209,7 @@ def bench_crash(kind: str, workdir: Path, s3: S3Server | None, size: int,
         wasted = st.relay.put_bytes - size
     part = settings["multipartPartSize"]
     row = (f"| {kind} | {size // MIB} MiB, killed at {at_kill / size:.0%} "
-           f"({acked_before // MIB} MiB acknowledged) | {resent_acked} B | "
+           f"({acked_before // MIB} MiB acknowledged) | {part // MIB} MiB | {resent_acked} B | "
            f"{wasted / MIB:.1f} MiB ({wasted / part:.2f} parts) | {resume_s:.1f} s |")
     print(row, flush=True)
     path.unlink()
@@ -224,7 +225,10 @@ def main() -> None:
     parser.add_argument("--part-mib", type=int, default=64)
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--crash-mib", type=int, default=1024)
+    parser.add_argument("--crash-part-mib", default="64,16",
+                        help="part sizes for the crash test (comma-separated)")
     parser.add_argument("--backends", default="s3,local")
+    parser.add_argument("--no-side-by-side", action="store_true")
     args = parser.parse_args()
     settings = {"multipartThreshold": 16 * MIB, "multipartPartSize": args.part_mib * MIB,
                 "multipartParallelParts": args.parallel}
@@ -234,17 +238,21 @@ def main() -> None:
             ExitStack() as stack:
         workdir = Path(tmp)
         s3 = stack.enter_context(seaweedfs(workdir / "s3")) if "s3" in kinds else None
-        path = workdir / "big.bin"
-        sha1 = make_file(path, size)
-        print("| backend | upload | seconds | throughput | ratio (curl time / ours) | peak RSS |")
+        if not args.no_side_by_side:
+            path = workdir / "big.bin"
+            sha1 = make_file(path, size)
+            print("| backend | upload | seconds | throughput | ratio (curl time / ours) | peak RSS |")
+            print("|---|---|---|---|---|---|")
+            for kind in kinds:
+                bench_side_by_side(kind, workdir, s3, path, sha1, size, settings)
+            path.unlink()
+        print("\n| backend | crash | part size | completed parts sent again | bytes sent twice "
+              "(parts in flight at the kill) | resume to completed |")
         print("|---|---|---|---|---|---|")
-        for kind in kinds:
-            bench_side_by_side(kind, workdir, s3, path, sha1, size, settings)
-        path.unlink()
-        print("\n| backend | crash | completed parts sent again | bytes sent twice (parts in flight at the kill) | resume to completed |")
-        print("|---|---|---|---|---|")
         for kind in kinds if args.crash_mib else []:
-            bench_crash(kind, workdir, s3, args.crash_mib * MIB, settings)
+            for part_mib in (int(p) for p in args.crash_part_mib.split(",")):
+                bench_crash(kind, workdir / f"p{part_mib}", s3, args.crash_mib * MIB,
+                            {**settings, "multipartPartSize": part_mib * MIB})
         load = os.getloadavg()
         print(f"\nload average at the end: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
 

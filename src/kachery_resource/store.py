@@ -48,6 +48,7 @@ class LocalStore:
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
+        self._root = str(self.root)
         self._multi_user = os.environ.get("KACHERY_CLOUD_MULTI_USER") == "1"
 
     @classmethod
@@ -56,12 +57,21 @@ class LocalStore:
 
     # -- paths -----------------------------------------------------------------------
     def copy_path(self, sha1: str) -> Path:
-        a, b, c, h = sha1_path_parts(sha1)
-        return self.root / "sha1" / a / b / c / h
+        return Path(self._key_path("sha1", sha1))
 
     def link_record_path(self, sha1: str) -> Path:
+        return Path(self._key_path("linked_files/sha1", sha1))
+
+    def _key_path(self, folder: str, sha1: str) -> str:
+        # plain strings: this runs for every request a daemon answers
         a, b, c, h = sha1_path_parts(sha1)
-        return self.root / "linked_files" / "sha1" / a / b / c / h
+        return f"{self._root}/{folder}/{a}/{b}/{c}/{h}"
+
+    def has(self, sha1: str) -> bool:
+        """Answer, with at most two stats, whether there is a store copy or a link record."""
+        return os.path.exists(self._key_path("sha1", sha1)) or os.path.exists(
+            self._key_path("linked_files/sha1", sha1)
+        )
 
     def hash_cache_path(self, path: Path) -> Path:
         key = hashlib.sha1(str(path).encode("utf-8")).hexdigest()

@@ -83,20 +83,27 @@ class FaultRelay:
             data = await request.read()
         # shielded: a client that vanishes (kill -9) does not cut the exchange with the
         # upstream short, so what the store acknowledged is always counted
-        return await asyncio.shield(self._forward(request, headers, data, sink))
+        try:
+            return await asyncio.shield(self._forward(request, headers, data, sink))
+        except (aiohttp.ClientError, ConnectionError) as exc:  # e.g. the client was killed
+            return web.Response(status=502, text=f"relay: {exc!r}")
 
     async def _forward(self, request: web.Request, headers: dict[str, str], data: Any,
-                       sink: list[int]) -> web.Response:
+                       sink: list[int]) -> web.StreamResponse:
         assert self._session is not None
         async with self._session.request(request.method, self.upstream + request.path_qs,
                                          headers=headers, data=data, allow_redirects=False,
                                          auto_decompress=False) as resp:
-            body = await resp.read()
             if data is not None and not isinstance(data, bytes) and 200 <= resp.status < 300:
                 self.ok_put_bytes += sink[0]
-            drop = HOP_BY_HOP if request.method == "HEAD" else HOP_BY_HOP | {"content-length"}
-            out = {k: v for k, v in resp.headers.items() if k.lower() not in drop}
-            return web.Response(status=resp.status, body=body or None, headers=out)
+            out = web.StreamResponse(status=resp.status, headers={
+                k: v for k, v in resp.headers.items() if k.lower() not in HOP_BY_HOP})
+            await out.prepare(request)
+            if request.method != "HEAD":  # streamed: a 6 GiB download must not sit in memory
+                async for chunk in resp.content.iter_chunked(1 << 20):
+                    await out.write(chunk)
+            await out.write_eof()
+            return out
 
     def start(self) -> FaultRelay:
         ready = threading.Event()

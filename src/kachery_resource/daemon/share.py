@@ -52,11 +52,6 @@ async def check_registration(gateway: GatewayClient) -> None:
     log.info("client %s is registered with %s", gateway.keys.client_id, gateway.url)
 
 
-def is_absent(store: LocalStore, sha1: str) -> bool:
-    """Answer, with two quick stats, whether the store has neither a copy nor a link record."""
-    return not (os.path.exists(store.copy_path(sha1)) or os.path.exists(store.link_record_path(sha1)))
-
-
 async def serve(config: ResourceConfig, store: LocalStore, keys: ClientKeys, gateway_url: str,
                 state_dir: Path | None = None) -> None:
     """Run the daemon until SIGINT/SIGTERM; running uploads are aborted on the way out.
@@ -80,7 +75,7 @@ async def serve(config: ResourceConfig, store: LocalStore, keys: ClientKeys, gat
         uploader = GatewayUploader(
             gateway, multipart=MultipartUploader(gateway, multipart_settings, journal))
         jobs = JobManager(resolve, uploader, config.maxConcurrentUploads,
-                          is_absent=lambda sha1: is_absent(store, sha1))
+                          is_absent=lambda sha1: not store.has(sha1))
         connection = ProxyConnection(config, jobs, session)
         log.info("sharing %s as %r in zone %r (store %s, gateway %s, %d concurrent uploads)",
                  config.proxyUrl, config.resourceName, config.zone, store.root, gateway_url,
