@@ -5,6 +5,7 @@ Every server binds 127.0.0.1 on free ports and is stopped (and waited for) at th
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -20,8 +21,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import requests
+from aiohttp import web
 
 BIN = Path(sys.executable).parent
 
@@ -211,3 +215,41 @@ def nats_server(workdir: Path) -> Iterator[str]:
         proc.terminate()
         proc.wait(10)
         log.close()
+
+
+class BackgroundApp:
+    """One catch-all aiohttp handler served on 127.0.0.1 from its own thread and loop,
+    with a client session on that loop for forwarding (the test relays use it)."""
+
+    def __init__(self, handler: Any) -> None:
+        self._handler = handler
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self.session: aiohttp.ClientSession | None = None
+        self.url = ""
+
+    def start(self) -> str:
+        async def main() -> None:
+            self.session = aiohttp.ClientSession(auto_decompress=False,
+                                                 timeout=aiohttp.ClientTimeout(total=None))
+            app = web.Application(client_max_size=1 << 40)
+            app.router.add_route("*", "/{tail:.*}", self._handler)
+            self._runner = web.AppRunner(app, access_log=None)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            await site.start()
+            self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+
+        threading.Thread(target=self._loop.run_forever, daemon=True).start()
+        asyncio.run_coroutine_threadsafe(main(), self._loop).result(10)
+        return self.url
+
+    def stop(self) -> None:
+        async def close() -> None:
+            if self._runner is not None:
+                await self._runner.cleanup()
+            if self.session is not None:
+                await self.session.close()
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(30)
+        self._loop.call_soon_threadsafe(self._loop.stop)

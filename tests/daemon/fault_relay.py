@@ -11,13 +11,14 @@ in a thread, so it serves sync tests and async tests alike.
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 from aiohttp import web
+
+from ..servers import BackgroundApp
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
               "proxy-authorization", "proxy-authenticate", "host"}
@@ -43,9 +44,7 @@ class FaultRelay:
     put_bytes: int = 0  # body bytes received of every PUT (also failed ones)
     ok_put_bytes: int = 0  # body bytes of PUTs the upstream answered 2xx
     url: str = ""
-    _loop: asyncio.AbstractEventLoop | None = None
-    _runner: web.AppRunner | None = None
-    _session: aiohttp.ClientSession | None = None
+    _app: BackgroundApp | None = None
 
     def reset(self) -> None:
         self.fail_every, self.stall_puts, self.rate = 0, set(), 0.0
@@ -90,8 +89,8 @@ class FaultRelay:
 
     async def _forward(self, request: web.Request, headers: dict[str, str], data: Any,
                        sink: list[int]) -> web.StreamResponse:
-        assert self._session is not None
-        async with self._session.request(request.method, self.upstream + request.path_qs,
+        assert self._app is not None and self._app.session is not None
+        async with self._app.session.request(request.method, self.upstream + request.path_qs,
                                          headers=headers, data=data, allow_redirects=False,
                                          auto_decompress=False) as resp:
             if data is not None and not isinstance(data, bytes) and 200 <= resp.status < 300:
@@ -106,34 +105,10 @@ class FaultRelay:
             return out
 
     def start(self) -> FaultRelay:
-        ready = threading.Event()
-
-        async def main() -> None:
-            self._session = aiohttp.ClientSession(auto_decompress=False,
-                                                  timeout=aiohttp.ClientTimeout(total=None))
-            app = web.Application(client_max_size=1 << 40)
-            app.router.add_route("*", "/{tail:.*}", self._handle)
-            self._runner = web.AppRunner(app, access_log=None)
-            await self._runner.setup()
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
-            await site.start()
-            port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            self.url = f"http://127.0.0.1:{port}"
-            ready.set()
-
-        self._loop = asyncio.new_event_loop()
-        threading.Thread(target=self._loop.run_forever, daemon=True).start()
-        asyncio.run_coroutine_threadsafe(main(), self._loop)
-        assert ready.wait(10)
+        self._app = BackgroundApp(self._handle)
+        self.url = self._app.start()
         return self
 
     def stop(self) -> None:
-        async def close() -> None:
-            if self._runner is not None:
-                await self._runner.cleanup()
-            if self._session is not None:
-                await self._session.close()
-
-        assert self._loop is not None
-        asyncio.run_coroutine_threadsafe(close(), self._loop).result(30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        assert self._app is not None
+        self._app.stop()

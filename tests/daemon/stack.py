@@ -9,19 +9,17 @@ import hashlib
 import os
 import secrets
 import subprocess
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import requests
 from aiohttp import web
 
 from kachery_resource.identity import ClientKeys, signed_envelope
 
-from ..servers import BIN, ServerProcess, start_cli
+from ..servers import BIN, BackgroundApp, ServerProcess, start_cli
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
               "proxy-authorization", "proxy-authenticate"}
@@ -38,8 +36,7 @@ class CountingRelay:
     in_flight: int = 0
     max_in_flight: int = 0
     url: str = ""
-    _loop: asyncio.AbstractEventLoop | None = None
-    _runner: web.AppRunner | None = None
+    _app: BackgroundApp | None = None
 
     def reset(self) -> None:
         self.puts.clear()
@@ -59,8 +56,8 @@ class CountingRelay:
                 await asyncio.sleep(self.put_delay)
             headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
             data: Any = request.content if request.body_exists else None
-            assert self._session is not None
-            async with self._session.request(
+            assert self._app is not None and self._app.session is not None
+            async with self._app.session.request(
                 request.method, self.upstream + request.path_qs, headers=headers, data=data,
                 allow_redirects=False, auto_decompress=False,
             ) as resp:
@@ -73,37 +70,14 @@ class CountingRelay:
                 self.in_flight -= 1
 
     def start(self) -> CountingRelay:
-        ready = threading.Event()
-
-        async def main() -> None:
-            self._session = aiohttp.ClientSession(auto_decompress=False)
-            app = web.Application(client_max_size=1 << 34)
-            app.router.add_route("*", "/{tail:.*}", self._handle)
-            self._runner = web.AppRunner(app, access_log=None)
-            await self._runner.setup()
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
-            await site.start()
-            port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            self.url = f"http://127.0.0.1:{port}"
-            ready.set()
-
-        self._loop = asyncio.new_event_loop()
-        threading.Thread(target=self._loop.run_forever, daemon=True).start()
-        asyncio.run_coroutine_threadsafe(main(), self._loop)
-        assert ready.wait(10)
+        self._app = BackgroundApp(self._handle)
+        self.url = self._app.start()
         return self
 
     def stop(self) -> None:
-        async def close() -> None:
-            if self._runner:
-                await self._runner.cleanup()
-            await self._session.close()
+        assert self._app is not None
+        self._app.stop()
 
-        assert self._loop is not None
-        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-
-    _session: aiohttp.ClientSession | None = None
 
 
 def add_client(storage: str, client_id: str, env: dict[str, str]) -> None:
