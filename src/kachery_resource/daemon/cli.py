@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
@@ -10,18 +9,9 @@ import click
 
 from ..config import CONFIG_FILE_NAME, load_config
 from ..store import LocalStore
+from .logs import setup_logging
 
 STATE_DIR_NAME = ".kachery-resource"
-
-
-def setup_logging(verbose: bool) -> None:
-    """One line per event on stderr; ``--verbose`` adds debug lines."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-    logger = logging.getLogger("kachery_resource")
-    logger.handlers[:] = [handler]
-    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
-    logger.propagate = False
 
 
 def state_dir_for(config_path: Path) -> Path:

@@ -25,26 +25,16 @@ import aiohttp
 
 from ..config import ResourceConfig
 from ..errors import InvalidUriError, ProtocolError
-from ..messages import (
-    FileUploadRequest,
-    FileUploadResponse,
-    Initialize,
-    RequestFromClient,
-    ResponseToClient,
-    UploadState,
-    UploadStatus,
-    dumps,
-    parse,
-)
+from ..messages import Initialize, UploadState, dumps
 from ..uri import parse_sha1_uri
 from .jobs import JobManager
+from .logs import log_request
+from .wire import read_request, response_json
 
 log = logging.getLogger("kachery_resource.daemon")
 
 HEARTBEAT_SEC = 20.0
 ACK_TIMEOUT_SEC = 15.0
-MAX_WAIT_SEC = 25.0  # never hold a request longer than common load-balancer limits
-ANSWER_MARGIN_SEC = 1.0  # answer this long before the proxy's own timeout
 PROBE_INTERVAL_SEC = 0.5  # while a refused proxy is away: how often to check its port
 
 
@@ -131,8 +121,11 @@ class ProxyConnection:
     async def negotiate(self) -> int:
         """The protocol to speak: 2 if ``GET /api/info`` lists it, else 1."""
         try:
+            # Connection: close, so that the WebSocket opens a connection of its own,
+            # which the proxy serves on its lean path rather than as a reused HTTP one
             async with self._session.get(
-                f"{self.config.proxyUrl}/api/info", timeout=aiohttp.ClientTimeout(total=10)
+                f"{self.config.proxyUrl}/api/info", timeout=aiohttp.ClientTimeout(total=10),
+                headers={"Connection": "close"},
             ) as resp:
                 if resp.status != 200:
                     return 1
@@ -203,52 +196,50 @@ class ProxyConnection:
                 continue
             kind = data.get("type") if isinstance(data, dict) else None
             if kind == "requestFromClient":
-                task = asyncio.create_task(self._handle(ws, data))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                await self._on_request(ws, data)
             elif kind == "ping" and self.protocol >= 2:
                 await ws.send_str('{"type":"pong"}')
             elif kind not in ("pong", "ping", "acknowledge"):
                 log.warning("ignored an unexpected message: %.200s", msg.data)
 
-    async def _handle(self, ws: aiohttp.ClientWebSocketResponse, data: dict[str, Any]) -> None:
-        t0 = time.monotonic()
+    async def _on_request(self, ws: aiohttp.ClientWebSocketResponse, data: dict[str, Any]) -> None:
+        """Answer a request at once when its answer is known (not found, finished, no wait);
+        otherwise wait for its upload job in a task of its own."""
         request_id = data.get("requestId")
         if not isinstance(request_id, str) or not request_id:
             log.warning("ignored a request without requestId")
             return
+        t0 = time.monotonic()
+        uri = "?"
         try:
-            message = parse(RequestFromClient, data)
-            response = await self.answer(message)
+            req = read_request(data, self.config.resourceName)
+            uri = req.uri
+            now = self.jobs.poll(parse_sha1_uri(uri), req.wait_sec)
         except ProtocolError as exc:
-            response = ResponseToClient(requestId=request_id, response={}, error=str(exc))
-        with contextlib.suppress(ConnectionError, aiohttp.ClientError, RuntimeError):
-            await ws.send_str(dumps(response))
-        _log_request(data, response, time.monotonic() - t0)
-
-    async def answer(self, message: RequestFromClient) -> ResponseToClient:
-        """The response to one ``requestFromClient`` (raises ProtocolError if malformed)."""
-        request_id = message.requestId
-        if message.resourceName != self.config.resourceName:
-            return ResponseToClient(requestId=request_id, response={},
-                                    error=f"this daemon serves {self.config.resourceName!r}, "
-                                          f"not {message.resourceName!r}")
-        inner = message.request
-        if inner.get("type") != "fileUpload":
-            return ResponseToClient(requestId=request_id, response={},
-                                    error=f"unsupported request type {inner.get('type')!r}")
-        req = parse(FileUploadRequest, inner)
-        try:
-            sha1 = parse_sha1_uri(req.uri)
+            await self._reply(ws, request_id, uri, None, str(exc), t0)
+            return
         except InvalidUriError as exc:
-            status = UploadStatus(status=UploadState.ERROR, error=str(exc))
-        else:
-            outer_sec = message.timeoutMsec / 1000 - ANSWER_MARGIN_SEC
-            wait = max(0.0, min(req.timeoutMsec / 1000, outer_sec, MAX_WAIT_SEC))
-            status = await self.jobs.request(sha1, wait)
-        body = FileUploadResponse(status=status)
-        return ResponseToClient(requestId=request_id, response=body.model_dump(
-            mode="json", exclude_none=True))
+            now = {"status": UploadState.ERROR.value, "error": str(exc)}
+        if isinstance(now, dict):
+            await self._reply(ws, request_id, uri, now, None, t0)
+            return
+        job, wait = now, req.wait_sec
+
+        async def later() -> None:
+            await self._reply(ws, request_id, uri, await self.jobs.wait(job, wait), None, t0)
+
+        task = asyncio.create_task(later())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _reply(ws: aiohttp.ClientWebSocketResponse, request_id: str, uri: str,
+                     status: dict[str, Any] | None, error: str | None, t0: float) -> None:
+        with contextlib.suppress(ConnectionError, aiohttp.ClientError, RuntimeError):
+            await ws.send_str(response_json(request_id, status, error))
+        state = f"error: {error}" if error else status.get("status", "-") if status else "-"
+        log_request(request_id, uri, status.get("size", "-") if status else "-", state,
+                    time.monotonic() - t0)
 
 
 def _is_refused(exc: BaseException) -> bool:
@@ -262,14 +253,3 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.WSServerHandshakeError):
         return f"the proxy refused the WebSocket ({exc.status} {exc.message})"
     return str(exc) or type(exc).__name__
-
-
-def _log_request(data: dict[str, Any], response: ResponseToClient, seconds: float) -> None:
-    inner = data.get("request") if isinstance(data.get("request"), dict) else {}
-    uri = str(inner.get("uri", "?"))[:80] if isinstance(inner, dict) else "?"
-    status = (response.response or {}).get("status", {})
-    state = status.get("status", "-") if isinstance(status, dict) else "-"
-    size = status.get("size", "-") if isinstance(status, dict) else "-"
-    outcome = f"error: {response.error}" if response.error else state
-    log.info("request %s %s size=%s → %s in %.0f ms", data.get("requestId"), uri, size,
-             outcome, seconds * 1000)

@@ -23,13 +23,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..errors import FileChangedError, KacheryResourceError
 from ..messages import UploadState, UploadStatus
 from ..store import LocalFile
 
 log = logging.getLogger("kachery_resource.daemon")
+NOT_FOUND: dict[str, Any] = {"status": UploadState.NOT_FOUND.value}
 
 Resolver = Callable[[str], Awaitable[LocalFile | None]]
 """Find the local file holding a sha1 (None: not here); may raise FileChangedError."""
@@ -78,19 +79,21 @@ class UploadJob:
                 self.bytes_uploaded = self.size
         self.done.set()
 
-    def status(self) -> UploadStatus:
-        """A snapshot in the wire shape (v1 fields only)."""
+    def wire_status(self) -> dict[str, Any]:
+        """A snapshot in the wire shape of ``UploadStatus`` (v1 fields that are set)."""
         if self.state is UploadState.NOT_FOUND:
-            return UploadStatus(status=self.state)
-        return UploadStatus(
-            status=self.state,
-            size=self.size,
-            bytesUploaded=self.bytes_uploaded if self.size is not None else None,
-            timestampRequested=self.timestamp_requested,
-            timestampStarted=self.timestamp_started,
-            timestampCompleted=self.timestamp_completed,
-            error=self.error,
-        )
+            return dict(NOT_FOUND)
+        status: dict[str, Any] = {"status": self.state.value}
+        if self.size is not None:
+            status["size"] = self.size
+            status["bytesUploaded"] = self.bytes_uploaded
+        status["timestampRequested"] = self.timestamp_requested
+        for key, value in (("timestampStarted", self.timestamp_started),
+                           ("timestampCompleted", self.timestamp_completed),
+                           ("error", self.error)):
+            if value is not None:
+                status[key] = value
+        return status
 
 
 class JobManager:
@@ -130,15 +133,31 @@ class JobManager:
         job.task = asyncio.get_running_loop().create_task(self._run(job), name=f"upload {sha1}")
         return job
 
+    def poll(self, sha1: str, wait_sec: float) -> dict[str, Any] | UploadJob:
+        """Join or start the job for ``sha1``: its wire status if the answer is due now (the
+        job finished, or no wait), else the job to :meth:`wait` for. A hash the store does
+        not have is answered ``not-found`` with no job at all."""
+        job = self._jobs.get(sha1)
+        if job is None:
+            if self._is_absent is not None and self._is_absent(sha1):
+                return dict(NOT_FOUND)
+            job = self.ensure_job(sha1)
+        if job.finished or wait_sec <= 0:
+            return job.wire_status()
+        return job
+
+    @staticmethod
+    async def wait(job: UploadJob, wait_sec: float) -> dict[str, Any]:
+        """Wait up to ``wait_sec`` for ``job`` to finish; its wire status then."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(job.done.wait(), wait_sec)
+        return job.wire_status()
+
     async def request(self, sha1: str, timeout_sec: float) -> UploadStatus:
         """Join or start the job for ``sha1``; wait up to ``timeout_sec``; return its status."""
-        if sha1 not in self._jobs and self._is_absent is not None and self._is_absent(sha1):
-            return UploadStatus(status=UploadState.NOT_FOUND)  # fast path: no job, no thread
-        job = self.ensure_job(sha1)
-        if not job.finished and timeout_sec > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(job.done.wait(), timeout_sec)
-        return job.status()
+        now = self.poll(sha1, timeout_sec)
+        status = await self.wait(now, timeout_sec) if isinstance(now, UploadJob) else now
+        return UploadStatus.model_validate(status)
 
     async def close(self) -> None:
         """Cancel every job (running uploads are aborted; nothing is finalized)."""

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import FileChangedError, UploadFailedError
-from .put import _open_connection
+from .put import open_connection
 
 BLOCK_SIZE = 1024 * 1024
 HASH_BLOCK = 8 * 1024 * 1024
@@ -101,7 +101,7 @@ class PartPut:
                 conn.sock.shutdown(socket.SHUT_RDWR)
 
     def run(self) -> PartResult:
-        conn, target = _open_connection(self.url)
+        conn, target = open_connection(self.url)
         conn.timeout = self.stall_sec
         self._conn = conn
         try:

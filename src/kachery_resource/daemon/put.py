@@ -1,12 +1,14 @@
 """One streaming PUT of a local file to a signed URL, reading, hashing and sending in one pass.
 
-It runs in a worker thread with ``http.client``: a reader thread reads and hashes blocks
-of ``BLOCK_SIZE`` a few blocks ahead, the sender hands them to ``socket.sendall`` (which,
-like hashing, releases the GIL), so the event loop stays free and memory stays at a few
-blocks whatever the file size. The block that completes the
-file is only sent once the whole file's sha1 has been checked: a file whose bytes changed
-never reaches its last byte at the server, so nothing is stored. Setting ``abort`` (Ctrl-C)
-stops the upload within one block, or at once by shutting the socket down.
+It runs in a worker thread with ``http.client``: a reader thread reads blocks of
+``BLOCK_SIZE`` into a small ring of reused buffers and hashes them a few blocks ahead;
+the sending thread writes each buffer to the socket once it is hashed (``readinto``,
+sha1 and ``sendall`` all release the GIL, so reading, hashing and sending overlap, and
+nothing is allocated per block). The bytes sent are exactly the bytes hashed. The block
+that completes the file is only sent once the whole file's sha1 has been checked: a file
+whose bytes changed never reaches its last byte at the server, so nothing is stored.
+Setting ``abort`` (Ctrl-C) stops the upload within one block, or at once by shutting the
+socket down.
 """
 
 from __future__ import annotations
@@ -20,8 +22,7 @@ import ssl
 import threading
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
-from typing import BinaryIO
+from collections.abc import Callable, Iterator
 
 from ..errors import FileChangedError, IntegrityError, UploadFailedError
 from ..store import LocalFile
@@ -41,58 +42,87 @@ class PutResult:
         self.body = body
 
 
-class HashingBody:
-    """A file-like body for http.client: exactly ``size`` bytes, hashed as they are read.
+class HashedBlocks:
+    """The blocks of a file, read and hashed by a reader thread ahead of their consumer.
 
-    A reader thread reads and hashes up to ``READ_AHEAD`` blocks ahead of the sender, so
-    hashing overlaps sending. The block that completes the file is queued only after the
-    whole file's sha1 matched; on a mismatch the error is queued instead, and the sender
-    raises it before the server has the last byte.
+    Iterating yields views of reused buffers; a view is valid until the next one is
+    asked for. The block that completes the file is yielded only after the whole file's
+    sha1 matched; otherwise the iteration raises IntegrityError (FileChangedError if the
+    file became shorter) before it.
     """
 
-    def __init__(self, f: BinaryIO, local: LocalFile, progress: Callable[[int], None],
-                 abort: threading.Event) -> None:
-        self._f = f
+    def __init__(self, path: str, local: LocalFile, abort: threading.Event) -> None:
+        self._path = path
         self._local = local
-        self._progress = progress
         self._abort = abort
-        self._digest = hashlib.sha1()
-        self._remaining = local.size  # not yet read (reader thread)
-        self._undelivered = local.size  # not yet handed to the sender
-        self._last = 0  # bytes of the previous block: sent once we are asked for more
-        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(READ_AHEAD)
+        self._free: queue.Queue[int] = queue.Queue()
+        self._ready: queue.Queue[tuple[int, int] | BaseException] = queue.Queue()
+        self._buffers = [bytearray(BLOCK_SIZE) for _ in range(min(
+            READ_AHEAD + 1, max(1, -(-local.size // BLOCK_SIZE))))]
+        for i in range(len(self._buffers)):
+            self._free.put(i)
         self._closed = threading.Event()
         self._reader: threading.Thread | None = None
-        self._first: bytes | None = None
+        self._first: tuple[int, int] | BaseException | None = None
 
-    def prime(self) -> None:
-        """Start reading; wait for the first block before any request is sent, so a
-        small file whose bytes changed is caught before the server sees anything."""
+    def start(self) -> None:
+        """Start reading; wait until the first block is hashed (for an empty file: check the
+        digest), so that a small file whose bytes changed is caught before any request."""
         if self._local.size == 0:
-            self.check_digest()
+            check_digest(hashlib.sha1(), self._local)
             return
         self._reader = threading.Thread(target=self._read_ahead, name="upload-reader",
                                         daemon=True)
         self._reader.start()
-        first = self._queue.get()
-        if isinstance(first, BaseException):
-            raise first
-        self._first = first
+        self._first = self._ready.get()
+        if isinstance(self._first, BaseException):
+            raise self._first
 
     def _read_ahead(self) -> None:
+        digest = hashlib.sha1()
+        remaining = self._local.size
         try:
-            while self._remaining > 0 and not self._closed.is_set():
-                self._offer(self._next(BLOCK_SIZE))
+            with open(self._path, "rb", buffering=0) as f:
+                while remaining > 0:
+                    index = self._take_free()
+                    if index < 0:
+                        return
+                    view = memoryview(self._buffers[index])[:min(BLOCK_SIZE, remaining)]
+                    n = f.readinto(view)
+                    if not n:
+                        raise FileChangedError(f"{self._local.path} became shorter while being "
+                                               "uploaded; link it again")
+                    digest.update(view[:n])
+                    remaining -= n
+                    if remaining == 0:
+                        check_digest(digest, self._local)
+                    self._ready.put((index, n))
         except BaseException as exc:
-            self._offer(exc)
+            self._ready.put(exc)
 
-    def _offer(self, item: bytes | BaseException) -> None:
+    def _take_free(self) -> int:
         while not self._closed.is_set():
             try:
-                self._queue.put(item, timeout=0.2)
-                return
-            except queue.Full:
+                return self._free.get(timeout=0.2)
+            except queue.Empty:
                 continue
+        return -1
+
+    def __iter__(self) -> Iterator[memoryview]:
+        delivered = 0
+        previous = -1
+        while delivered < self._local.size:
+            if self._abort.is_set():
+                raise UploadAborted("the resource daemon stopped during the upload")
+            item = self._first or self._ready.get()
+            self._first = None
+            if previous >= 0:
+                self._free.put(previous)
+            if isinstance(item, BaseException):
+                raise item
+            previous, n = item
+            delivered += n
+            yield memoryview(self._buffers[previous])[:n]
 
     def close(self) -> None:
         """Stop the reader thread (the request ended, one way or another)."""
@@ -100,53 +130,17 @@ class HashingBody:
         if self._reader is not None:
             self._reader.join()
 
-    def read(self, n: int = -1) -> bytes:
-        if self._last:
-            self._progress(self._last)
-            self._last = 0
-        if self._abort.is_set():
-            raise UploadAborted("the resource daemon stopped during the upload")
-        if self._undelivered == 0:
-            return b""
-        if self._first is not None:
-            item: bytes | BaseException = self._first
-            self._first = None
-        else:
-            item = self._queue.get()
-        if isinstance(item, BaseException):
-            raise item
-        self._undelivered -= len(item)
-        self._last = len(item)
-        return item
 
-    def _next(self, n: int) -> bytes:
-        chunk = self._f.read(min(n, self._remaining))
-        if not chunk:
-            raise FileChangedError(
-                f"{self._local.path} became shorter while being uploaded; link it again"
-            )
-        self._digest.update(chunk)
-        self._remaining -= len(chunk)
-        if self._remaining == 0:
-            self.check_digest()
-        return chunk
-
-    def finish(self) -> None:
-        """Count the last block once the server has answered."""
-        if self._last:
-            self._progress(self._last)
-            self._last = 0
-
-    def check_digest(self) -> None:
-        actual = self._digest.hexdigest()
-        if actual != self._local.sha1:
-            raise IntegrityError(
-                f"file changed: {self._local.path} no longer hashes to {self._local.sha1} "
-                f"(its bytes hash to {actual}); nothing was stored — link or store it again"
-            )
+def check_digest(digest: hashlib._Hash, local: LocalFile) -> None:
+    actual = digest.hexdigest()
+    if actual != local.sha1:
+        raise IntegrityError(
+            f"file changed: {local.path} no longer hashes to {local.sha1} "
+            f"(its bytes hash to {actual}); nothing was stored — link or store it again"
+        )
 
 
-def _open_connection(url: str) -> tuple[http.client.HTTPConnection, str]:
+def open_connection(url: str) -> tuple[http.client.HTTPConnection, str]:
     """A connection for ``url`` (through HTTP(S)_PROXY when the environment sets one)."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -193,23 +187,29 @@ class Put:
 
     def run(self) -> PutResult:
         """Send the file; returns the status and (start of the) body of the answer."""
-        conn, target = _open_connection(self.url)
+        conn, target = open_connection(self.url)
         self._conn = conn
+        blocks = HashedBlocks(str(self.local.path), self.local, self._abort)
         try:
-            with open(self.local.path, "rb") as f:
-                body = HashingBody(f, self.local, self.progress, self._abort)
-                try:
-                    body.prime()  # for an empty file: checks the digest of b""
-                    headers = {"Content-Length": str(self.local.size)}
-                    conn.request("PUT", target, body=body if self.local.size else b"",
-                                 headers=headers)
-                    resp = conn.getresponse()
-                    text = resp.read(64 * 1024).decode("utf-8", "replace")
-                finally:
-                    body.close()
-                if 200 <= resp.status < 300:
-                    body.finish()
-                return PutResult(resp.status, text)
+            try:
+                blocks.start()
+                conn.putrequest("PUT", target, skip_accept_encoding=True)
+                conn.putheader("Content-Length", str(self.local.size))
+                conn.endheaders()
+                last = 0
+                for block in blocks:
+                    if last:
+                        self.progress(last)
+                    assert conn.sock is not None
+                    conn.sock.sendall(block)
+                    last = len(block)
+                resp = conn.getresponse()
+                text = resp.read(64 * 1024).decode("utf-8", "replace")
+            finally:
+                blocks.close()
+            if last and 200 <= resp.status < 300:
+                self.progress(last)  # the last block counts once the server has it all
+            return PutResult(resp.status, text)
         except (http.client.HTTPException, OSError) as exc:
             if self._abort.is_set():
                 raise UploadAborted("the resource daemon stopped during the upload") from exc

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
+from .. import servers
 from ..config import ResourceConfig
 from ..errors import FileChangedError, GatewayError, KeysError
 from ..identity import ClientKeys, load_client_keys
@@ -101,4 +102,4 @@ def run(config: ResourceConfig, store_dir: Path | None = None,
     config.check_zone_env()
     store = LocalStore(store_dir) if store_dir else LocalStore.from_env()
     keys = require_keys(store.root, dict(os.environ))
-    asyncio.run(serve(config, store, keys, config.gateway_url(), state_dir))
+    servers.run(serve(config, store, keys, config.gateway_url(), state_dir))

@@ -82,7 +82,7 @@ def gateway(ctx: click.Context, host: str, port: int, storage: str | None, confi
             zone.auto_approve_clients = True
         if no_public_download:
             zone.allow_public_download = False
-    from ..servers import serve
+    from ..servers import run, serve
     from .app import build_app
     from .zones import open_zones
 
@@ -97,7 +97,7 @@ def gateway(ctx: click.Context, host: str, port: int, storage: str | None, confi
         click.echo("approve a client: kachery-resource gateway clients add CLIENT_ID --upload"
                    + (f" --config {config}" if config else f" --storage {settings.storage}"))
 
-    asyncio.run(serve(app, host, port, on_started=announce))
+    run(serve(app, host, port, on_started=announce))
 
 
 @gateway.group("clients")

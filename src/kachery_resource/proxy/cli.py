@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 from typing import Any
@@ -54,10 +53,11 @@ def proxy(ctx: click.Context, /, config_file: Path | None, **flags: Any) -> None
         raise ConfigError("no proxy secret: set the PROXY_SECRET environment variable "
                           "(e.g. `export PROXY_SECRET=$(openssl rand -hex 24)`), or run with "
                           "--require-tokens and issue per-resource tokens")
+    from ..servers import run
     from .app import build_app
     from .serving import serve_proxy
 
-    asyncio.run(serve_proxy(build_app(settings), settings.host, settings.port))
+    run(serve_proxy(build_app(settings), settings.host, settings.port))
 
 
 def _store(tokens_file: Path | None) -> TokenStore:

@@ -16,6 +16,7 @@ Close codes: 4001 not authorized, 4002 name taken/held elsewhere, 4003 zone mism
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 
 from aiohttp import WSMsgType, web
 
@@ -123,8 +124,7 @@ async def root(request: web.Request) -> web.StreamResponse:
                                   "message": "daemons connect here by WebSocket; clients "
                                              "POST /r/{resource}; see /openapi.json"})
     await ws.prepare(request)
-    transport = request.transport
-    assert isinstance(transport, asyncio.Transport)
+    transport = cast(asyncio.Transport, request.transport)  # uvloop's is not a subclass
     sock = AiohttpSocket(ws, transport)
     remote = st.limiter.client_ip(request)
     conn = None

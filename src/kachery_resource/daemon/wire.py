@@ -1,0 +1,81 @@
+"""The daemon's hot path on the wire: read a ``requestFromClient``, write a ``responseToClient``.
+
+Every relayed request passes through here, so these are plain dict checks and one shared
+JSON encoder instead of the pydantic models of :mod:`kachery_resource.messages`; those
+stay the reference, and a unit test pins that both accept the same messages and that
+:func:`response_json` equals ``messages.dumps(ResponseToClient(...))``. Numbers must be
+JSON numbers here (the models would also take numeric strings).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ProtocolError
+
+MAX_WAIT_SEC = 25.0  # never hold a request longer than common load-balancer limits
+ANSWER_MARGIN_SEC = 1.0  # answer this long before the proxy's own timeout
+MAX_NAME = 200
+MAX_URI = 2048
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
+@dataclass(frozen=True, slots=True)
+class FileRequest:
+    """A valid ``fileUpload`` request for this daemon's resource."""
+
+    uri: str
+    wait_sec: float  # how long to wait for the upload before answering with its status
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _name(data: dict[str, Any], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_NAME:
+        raise ProtocolError(f"invalid requestFromClient message: {key} must be a string of "
+                            f"1 to {MAX_NAME} characters")
+    return value
+
+
+def read_request(data: dict[str, Any], resource_name: str) -> FileRequest:
+    """Check a ``requestFromClient`` message meant for ``resource_name``; raise ProtocolError
+    with a message for the client if it is malformed, for another resource, or not a
+    ``fileUpload``."""
+    name = _name(data, "resourceName")
+    _name(data, "zone")
+    outer = _number(data.get("timeoutMsec"))
+    if outer is None or outer <= 0:
+        raise ProtocolError("invalid requestFromClient message: timeoutMsec must be a number > 0")
+    inner = data.get("request")
+    if not isinstance(inner, dict):
+        raise ProtocolError("invalid requestFromClient message: request must be an object")
+    if name != resource_name:
+        raise ProtocolError(f"this daemon serves {resource_name!r}, not {name!r}")
+    if inner.get("type") != "fileUpload":
+        raise ProtocolError(f"unsupported request type {inner.get('type')!r}")
+    uri = inner.get("uri")
+    if not isinstance(uri, str) or len(uri) > MAX_URI:
+        raise ProtocolError(f"invalid FileUploadRequest message: uri must be a string of at "
+                            f"most {MAX_URI} characters")
+    wait = _number(inner.get("timeoutMsec"))
+    if wait is None or wait < 0:
+        raise ProtocolError("invalid FileUploadRequest message: timeoutMsec must be a number >= 0")
+    outer_sec = outer / 1000 - ANSWER_MARGIN_SEC
+    return FileRequest(uri, max(0.0, min(wait / 1000, outer_sec, MAX_WAIT_SEC)))
+
+
+def response_json(request_id: str, status: dict[str, Any] | None = None,
+                  error: str | None = None) -> str:
+    """The ``responseToClient`` text: a ``fileUpload`` status, or ``error`` with an empty response."""
+    if error is not None:
+        return _encode({"type": "responseToClient", "requestId": request_id, "response": {},
+                        "error": error})
+    return _encode({"type": "responseToClient", "requestId": request_id,
+                    "response": {"type": "fileUpload", "status": status}})
