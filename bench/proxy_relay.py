@@ -36,6 +36,7 @@ BIN = Path(sys.executable).parent
 SECRET = "bench-secret"
 BASE_RPS = {1: 1628, 10: 3988, 100: 3857, 500: 4335}
 BASE_P50_MS = {1: 0.56, 10: 2.1, 100: 24, 500: 92}
+BASE_AB = {1: (1625, 1, 1), 10: (4405, 2, 9), 100: (4961, 18, 57), 500: (4393, 106, 217)}
 BASE_IDLE = {1000: (66.9, 9.6, 0.61), 5000: (104.0, 9.6, 4.0)}
 BASE_FANIN_MS = 54
 
@@ -123,7 +124,31 @@ def wrk(shared: Path, url: str, conns: int, duration: int, pids: dict[str, int])
     return res
 
 
-def relay(shared: Path, kind: str, conns_list: list[int], duration: int, runs: int) -> dict[int, dict[str, float]]:
+AB_BODY = ('{"type":"requestFromClient","resourceName":"bench1","zone":"default","request":'
+           '{"type":"fileUpload","uri":"sha1://0123456789abcdef0123456789abcdef01234567",'
+           '"timeoutMsec":5000},"timeoutMsec":10000}')  # the body post.lua sends
+
+
+def ab(url: str, conns: int, duration: int) -> dict[str, float]:
+    """The baseline's cross-check: ``ab -k`` with the same body; req/s, p50 and p99 in ms."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as body:
+        body.write(AB_BODY)
+        body.flush()
+        out = subprocess.run(["ab", "-k", "-q", "-t", str(duration), "-n", "10000000",
+                              "-c", str(conns), "-p", body.name, "-T", "application/json",
+                              f"{url}/r/bench1"], capture_output=True, text=True, check=True).stdout
+
+    def num(pattern: str) -> float:
+        m = re.search(pattern, out)
+        return float(m.group(1)) if m else 0.0
+
+    return {"rps": num(r"Requests per second:\s+([\d.]+)"), "p50_ms": num(r"\n\s+50%\s+(\d+)"),
+            "p99_ms": num(r"\n\s+99%\s+(\d+)"), "failed": num(r"Failed requests:\s+(\d+)"),
+            "non2xx": num(r"Non-2xx responses:\s+(\d+)")}
+
+
+def relay(shared: Path, kind: str, conns_list: list[int], duration: int, runs: int,
+          with_ab: bool) -> dict[int, dict[str, float]]:
     results: dict[int, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         proxy, url = start_proxy()
@@ -138,6 +163,9 @@ def relay(shared: Path, kind: str, conns_list: list[int], duration: int, runs: i
                                        {"proxy": proxy.pid, "daemon": daemon.pid}))
                 med = sorted(samples, key=lambda s: s["rps"])[len(samples) // 2]
                 med["rps_all"] = [s["rps"] for s in samples]  # type: ignore[assignment]
+                if with_ab:
+                    proctree(shared, "waitidle", "60", "20")
+                    med.update({f"ab_{k}": v for k, v in ab(url, conns, duration).items()})
                 results[conns] = med
                 print(f"# {kind} c={conns}: {med['rps_all']} req/s, p50 {med['lat_p50_us']} us",
                       file=sys.stderr, flush=True)
@@ -179,17 +207,27 @@ def fanin(shared: Path, runs: int) -> list[dict[str, object]]:
     return out
 
 
+def _ab_cells(r: dict[str, float], c: int) -> str:
+    if "ab_rps" not in r:
+        return "— | —"
+    old = BASE_AB[c]
+    bad = f", {int(r['ab_failed'] + r['ab_non2xx'])} failed" if r["ab_failed"] + r["ab_non2xx"] else ""
+    return (f"{r['ab_rps']:,.0f} ({old[0]:,}){bad} | {r['ab_p50_ms']:.0f} / {r['ab_p99_ms']:.0f} "
+            f"({old[1]} / {old[2]})")
+
+
 def report(rel: dict[str, dict[int, dict[str, float]]], idles: dict[int, dict[str, object]],
            fan: list[dict[str, object]]) -> str:
     lines = ["| daemon | connections | req/s (median) | runs | ratio vs old | p50 ms (old) | "
-             "p99 ms | non-2xx | CPU proxy / daemon % |", "|---|---|---|---|---|---|---|---|---|"]
+             "p99 ms | non-2xx | CPU proxy / daemon % | ab -k: req/s (old) | ab p50 / p99 ms (old) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for kind, by_conns in rel.items():
         for c, r in by_conns.items():
             lines.append(
                 f"| {kind} | {c} | {r['rps']:,.0f} | {', '.join(f'{x:,.0f}' for x in r['rps_all'])} "  # type: ignore[attr-defined]
                 f"| {r['rps'] / BASE_RPS[c]:.2f}x | {r['lat_p50_us'] / 1000:.2f} ({BASE_P50_MS[c]}) "
                 f"| {r['lat_p99_us'] / 1000:.1f} | {int(r['non2xx'])} "
-                f"| {r['cpu_proxy_pct']:.0f} / {r['cpu_daemon_pct']:.0f} |")
+                f"| {r['cpu_proxy_pct']:.0f} / {r['cpu_daemon_pct']:.0f} | {_ab_cells(r, c)} |")
     if idles:
         lines += ["", "| idle daemons | acknowledged | RSS before → after | per daemon | old per daemon "
                   "| time to accept all (old) |", "|---|---|---|---|---|---|"]
@@ -217,11 +255,12 @@ def main() -> None:
     p.add_argument("--ws-python", default=None, help="Python with `websockets` for ws_idle.py")
     p.add_argument("--idle", default="1000,5000")
     p.add_argument("--skip-fanin", action="store_true")
+    p.add_argument("--ab", action="store_true", help="also run `ab -k` once per row (p50/p99)")
     p.add_argument("--access-log", default="off", help="proxy --access-log (off, -, FILE)")
     a = p.parse_args()
     ACCESS_LOG[0] = a.access_log
     conns = [int(x) for x in a.conns.split(",") if x]
-    rel = {kind: relay(a.shared, kind, conns, a.duration, a.runs)
+    rel = {kind: relay(a.shared, kind, conns, a.duration, a.runs, a.ab)
            for kind in a.daemons.split(",") if kind}
     idles = ({n: idle(a.shared, a.ws_python, n) for n in (int(x) for x in a.idle.split(",") if x)}
              if a.ws_python else {})

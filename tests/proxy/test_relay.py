@@ -124,3 +124,30 @@ async def test_aiohttp_route_serves_what_the_fast_front_hands_off(
         assert r.status == 200
     async with session.get(f"{proxy.url}/probe") as r:
         assert await r.text() == "running."
+
+
+async def test_http10_keep_alive_as_ab_sends_it(proxy: Proxy) -> None:
+    """ab -k speaks HTTP/1.0 with Connection: Keep-Alive: the answers keep the connection
+    and say so; an HTTP/1.0 request that does not ask is answered and the connection closed."""
+    await proxy.daemon("res1")
+    host, port = proxy.url.removeprefix("http://").split(":")
+    body = json.dumps(client_body("res1")).encode()
+
+    def post(connection: str) -> bytes:
+        return (f"POST /r/res1 HTTP/1.0\r\nContent-Type: application/json\r\n{connection}"
+                f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        for _ in range(2):
+            writer.write(post("Connection: Keep-Alive\r\n"))
+            head = (await reader.readuntil(b"\r\n\r\n")).decode().lower()
+            assert head.startswith("http/1.1 200") and "connection: keep-alive" in head
+            length = int(head.split("content-length: ")[1].split("\r\n")[0])
+            assert json.loads(await reader.readexactly(length))["type"] == "responseToClient"
+        writer.write(post(""))
+        rest = await asyncio.wait_for(reader.read(), 5)  # read() returns at the close
+        assert rest.startswith(b"HTTP/1.1 200") and b"Connection: close" in rest
+    finally:
+        writer.close()
+    assert proxy.counters()["waitingRequests"] == 0

@@ -2,9 +2,10 @@
 
 aiohttp's full request machinery costs several times more CPU per request than the relay
 itself, so each TCP connection starts in :class:`FrontProtocol`. It serves the common,
-simple case itself: ``POST /r/<name>`` over HTTP/1.1 with a ``Content-Length`` body (one
-request at a time, in order; keep-alive). At the first request that is anything else
-(another path or method, chunked body, ``Expect``, HTTP/1.0, a percent-encoded name, an
+simple case itself: ``POST /r/<name>`` with a ``Content-Length`` body (one request at a
+time, in order; keep-alive as HTTP/1.1 has it by default and HTTP/1.0 asks for it, as
+``ab -k`` does). At the first request that is anything else
+(another path or method, chunked body, ``Expect``, a percent-encoded name, an
 oversized body or head), and with no response pending, it hands the connection, with the
 bytes it has buffered, to aiohttp's own protocol, which serves it with the same handlers
 as every other route. The semantics are the app's: same validation, relay, limits,
@@ -27,6 +28,7 @@ from .ws_front import DaemonWebSocket, handshake_response
 _MAX_HEAD = 8192
 _IDLE_SEC = 75.0
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
+_VERSIONS = ("HTTP/1.1", "HTTP/1.0")
 
 
 def _is_simple_target(target: str) -> bool:
@@ -69,7 +71,7 @@ class FrontProtocol(asyncio.Protocol):
     """One client connection, until (maybe) handed to aiohttp."""
 
     __slots__ = ("__weakref__", "_buf", "_busy", "_close_after", "_fallback", "_idle", "_ip",
-                 "_state", "_task", "_transport")
+                 "_say_keep_alive", "_state", "_task", "_transport")
 
     def __init__(self, state: ProxyState, fallback: Callable[[], asyncio.Protocol]) -> None:
         self._state = state
@@ -77,6 +79,7 @@ class FrontProtocol(asyncio.Protocol):
         self._buf = b""
         self._busy = False
         self._close_after = False
+        self._say_keep_alive = False
         self._task: asyncio.Task[None] | None = None
         self._transport: asyncio.Transport | None = None
         self._idle: asyncio.TimerHandle | None = None
@@ -116,7 +119,7 @@ class FrontProtocol(asyncio.Protocol):
         lines = buf[:end].decode("latin-1").split("\r\n")
         parts = lines[0].split(" ")
         headers = _headers(lines)
-        if len(parts) != 3 or parts[2] != "HTTP/1.1" or headers is None:
+        if len(parts) != 3 or parts[2] not in _VERSIONS or headers is None:
             self._hand_off()
         elif parts[0] == "GET" and parts[1] == "/" and _is_websocket(headers):
             self._upgrade(headers, buf[end + 4:])
@@ -124,15 +127,22 @@ class FrontProtocol(asyncio.Protocol):
                 or not _is_simple_body(headers, self._state.settings.max_body_bytes):
             self._hand_off()
         else:
-            self._start_post(parts[1][3:], headers, buf, end + 4)
+            self._start_post(parts[1][3:], parts[2], headers, buf, end + 4)
 
-    def _start_post(self, name: str, headers: dict[str, str], buf: bytes, start: int) -> None:
+    def _start_post(self, name: str, version: str, headers: dict[str, str], buf: bytes,
+                    start: int) -> None:
         length = int(headers["content-length"])
         if len(buf) < start + length:
             return  # wait for the rest of the body
         body = buf[start:start + length]
         self._buf = buf[start + length:]
-        self._close_after = "close" in headers.get("connection", "").lower()
+        connection = headers.get("connection", "").lower()
+        if version == "HTTP/1.1":
+            self._close_after = "close" in connection
+            self._say_keep_alive = False
+        else:  # HTTP/1.0 keeps the connection only when asked to, and says so in the answer
+            self._close_after = "keep-alive" not in connection
+            self._say_keep_alive = not self._close_after
         self._busy = True
         if self._idle is not None:
             self._idle.cancel()
@@ -192,6 +202,8 @@ class FrontProtocol(asyncio.Protocol):
         extra = f"Retry-After: {retry_after}\r\n" if retry_after is not None else ""
         if self._close_after:
             extra += "Connection: close\r\n"
+        elif self._say_keep_alive:
+            extra += "Connection: keep-alive\r\n"
         head = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
                 "Content-Type: application/json; charset=utf-8\r\n"
                 f"Content-Length: {len(body)}\r\n{extra}\r\n")
