@@ -65,7 +65,7 @@ async def test_three_instances_share_names_and_recover_from_a_kill(
             await first.wait_closed()
             assert first.close_code == 4009
             status, body = await _post(session, urls[0], "tok")
-            assert body["response"]["status"]["size"] == 8  # type: ignore[index]
+            assert status == 200 and body["response"]["status"]["size"] == 8, body  # type: ignore[index]
             assert all(d.violations == [] for d in daemons)
 
             # kill instance 0: its daemon reconnects to another instance; requests succeed

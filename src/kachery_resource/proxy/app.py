@@ -58,13 +58,12 @@ def build_app(settings: ProxySettings, *, registry: LocalRegistry | None = None)
         handler_args={"handler_cancellation": True},
     )
     app[STATE] = state
-    app.router.add_get("/", root)
-    app.router.add_post("/r/{resource}", http_api.post_resource)
-    app.router.add_get("/probe", http_api.probe)
-    app.router.add_get("/healthz", http_api.healthz)
-    app.router.add_get("/api/info", http_api.info)
-    app.router.add_get("/metrics", http_api.metrics)
-    app.router.add_get("/openapi.json", http_api.openapi)
+    expect = http_api.expect  # our Expect handler: aiohttp's answers 500 to non-ASCII values
+    app.router.add_post("/r/{resource}", http_api.post_resource, expect_handler=expect)
+    for path, handler in [("/", root), ("/probe", http_api.probe), ("/healthz", http_api.healthz),
+                          ("/api/info", http_api.info), ("/metrics", http_api.metrics),
+                          ("/openapi.json", http_api.openapi)]:
+        app.router.add_get(path, handler, expect_handler=expect)
 
     async def start(_app: web.Application) -> None:
         await registry.start()

@@ -75,7 +75,11 @@ async def initialize(st: ProxyState, sock: DaemonSocket, text: str,
         raise
     ack = Acknowledge() if protocol == 1 else Acknowledge(protocolVersion=2,
                                                           heartbeatSec=st.settings.heartbeat_sec)
-    sock.send_frames(text_frame(dumps(ack).encode()))
+    try:
+        sock.send_frames(text_frame(dumps(ack).encode()))
+    except ConnectionError:  # the socket closed while the name was being claimed
+        await st.registry.release(conn)
+        raise InitRefused(CLOSE_PROTOCOL, "the socket closed before the acknowledge") from None
     st.metrics.event("replaced" if replacing else "connected")
     st.access_log.write(event="daemon-connected", resource=conn.name, zone=conn.zone,
                         protocol=protocol, viaToken=grant.via_token, remote=remote,

@@ -15,6 +15,7 @@ metrics and access log (:func:`.http_api.relay_request`).
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any, cast
@@ -59,11 +60,19 @@ def _is_simple_body(headers: dict[str, str], max_bytes: int) -> bool:
             and "expect" not in headers and "upgrade" not in headers)
 
 
+def _is_websocket_key(key: str) -> bool:
+    """RFC 6455 4.2.1: base64 of 16 bytes (anything else goes to aiohttp, which says 400)."""
+    try:
+        return len(key) == 24 and len(base64.b64decode(key, validate=True)) == 16
+    except ValueError:
+        return False
+
+
 def _is_websocket(headers: dict[str, str]) -> bool:
     return (headers.get("upgrade", "").lower() == "websocket"
             and "upgrade" in headers.get("connection", "").lower()
             and headers.get("sec-websocket-version") == "13"
-            and len(headers.get("sec-websocket-key", "")) == 24
+            and _is_websocket_key(headers.get("sec-websocket-key", ""))
             and "content-length" not in headers and "transfer-encoding" not in headers)
 
 

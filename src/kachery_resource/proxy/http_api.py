@@ -124,6 +124,17 @@ def error_response(refusal: ProxyRefusal) -> web.Response:
     return response
 
 
+async def expect(request: web.Request) -> web.StreamResponse | None:
+    """``Expect: 100-continue`` goes on; any other Expect is a 417 in our JSON shape
+    (aiohttp's default handler answers 500 when the value is not ASCII)."""
+    if request.version >= (1, 1) and request.headers.get("Expect", "").lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0
+        return None
+    return error_response(ProxyRefusal(417, "expectation-failed",
+                                       "unsupported Expect header: only 100-continue is known"))
+
+
 _HTTP_CODES = {404: "not-found", 405: "method-not-allowed", 413: "body-too-large"}
 
 

@@ -111,6 +111,11 @@ class NatsRegistry(LocalRegistry):
             self.conns[name] = conn
             self.subs[name] = await nc.subscribe(self.subject(name), cb=self._on_message)
             await nc.publish(self.subject(name), self._announce(conn))
+            try:  # the server has the subscription before the daemon is acknowledged
+                await nc.flush(max(1, round(self.claim_timeout)))
+            except NatsError:
+                await self.release(conn)
+                raise _unavailable(f"could not subscribe for {name} in time") from None
         finally:
             self._claiming.discard(name)
 

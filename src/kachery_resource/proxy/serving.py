@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 import weakref
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .fastpath import FrontProtocol
 from .state import STATE
+
+
+class _QuietBadRequests(logging.Filter):
+    """aiohttp logs each request it cannot parse at ERROR with a traceback; that is the
+    client's fault (it got a 400), so those records are dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, HttpProcessingError)
 
 
 @dataclass
@@ -30,8 +41,12 @@ class RunningProxy:
         await self.runner.cleanup()
 
 
+_QUIET_BAD_REQUESTS = _QuietBadRequests()
+
+
 async def start_proxy(app: web.Application, host: str, port: int) -> RunningProxy:
     """Start ``app`` on ``host:port`` (0 = free port) with the fast front; return it."""
+    logging.getLogger("aiohttp.server").addFilter(_QUIET_BAD_REQUESTS)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     aiohttp_protocol = runner.server

@@ -47,7 +47,7 @@ def parse_client_body(raw: bytes, path_name: str) -> ClientRequest:
     """Validate a client's body; raise ProxyRefusal (400, or 500 for a name mismatch)."""
     try:
         data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep
         raise bad_request("invalid request: the body is not valid JSON") from None
     if not isinstance(data, dict):
         raise bad_request("invalid request: the body must be a JSON object")
@@ -120,7 +120,7 @@ def parse_daemon_message(text: str) -> dict[str, Any] | None:
     """A daemon message as a dict with a string ``type``, or None if it is not one."""
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         return None

@@ -186,7 +186,15 @@ class DaemonWebSocket(asyncio.Protocol):
             self.send_frames(frame(OP_PONG, payload))
         elif opcode == OP_CLOSE:
             code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else CLOSE_NORMAL
-            self.close(code if 1000 <= code < 5000 else CLOSE_NORMAL, "")
+            if len(payload) == 1 or not _valid_close_code(code):
+                self.close(CLOSE_PROTOCOL_ERROR, "invalid close frame")
+                return
+            try:
+                payload[2:].decode("utf-8")
+            except UnicodeDecodeError:
+                self.close(CLOSE_BAD_DATA, "close reason is not valid UTF-8")
+                return
+            self.close(code, "")
         elif opcode != OP_PONG:
             self.close(CLOSE_PROTOCOL_ERROR, f"unknown control opcode {opcode}")
 
@@ -256,6 +264,11 @@ class DaemonWebSocket(asyncio.Protocol):
             self.close(CLOSE_GOING_AWAY, "no answer to heartbeat ping", abort=True)
             return
         self._arm_heartbeat()
+
+
+def _valid_close_code(code: int) -> bool:
+    """A code a peer may send in a close frame (RFC 6455 section 7.4, IANA registry)."""
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
 
 _background: set[asyncio.Future[None]] = set()
