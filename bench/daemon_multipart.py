@@ -6,9 +6,9 @@ backend, a file of ``--size-gib`` (default 4) is uploaded twice:
 
 - ``curl -T`` to one signed URL from ``initiateFileUpload`` (a single stream), then
   ``finalizeFileUpload`` (the gateway verifies size and sha1);
-- the daemon's multipart code (``MultipartUploader``: parallel parts, sequential
-  whole-file sha1, ``completeMultipartUpload`` — which verifies the same way), in a fresh
-  process whose peak RSS is reported.
+- the daemon's multipart code (``MultipartUploader`` with its default settings: parallel
+  parts, ``completeMultipartUpload`` — which verifies the same way), in a fresh process
+  whose peak RSS is reported.
 
 Each goes to its own gateway prefix so neither finds the other's object. Then the
 crash test: a real ``kachery-resource share`` uploads ``--crash-mib`` (default 1024)

@@ -172,14 +172,17 @@ async def test_changed_file_discards_journal_entry(stack: Stack, tmp_path: Path)
     assert await stack.fetch(local.sha1) == local.path.read_bytes()
 
 
-async def test_wrong_bytes_abort_and_leave_nothing(stack: Stack, tmp_path: Path) -> None:
+@pytest.mark.parametrize("hash_locally", [False, True])
+async def test_wrong_bytes_abort_and_leave_nothing(stack: Stack, tmp_path: Path, hash_locally: bool) -> None:
+    """A file whose bytes no longer hash to its sha1 (same size and mtime): refused by the
+    gateway at completion, or caught by the daemon's own pass (``multipartHashLocally``)."""
     local = make_file(tmp_path / "big.bin", 3 * PART)
     data = bytearray(local.path.read_bytes())
     data[-1] ^= 1
     local.path.write_bytes(bytes(data))
     os.utime(local.path, ns=(0, int(local.mtime * 1e9)))
     with pytest.raises(IntegrityError, match="no longer hashes"):
-        await stack.uploader().upload(local, ProgressLog())
+        await stack.uploader(multipartHashLocally=hash_locally).upload(local, ProgressLog())
     assert stack.listing() == []
     assert stack.journal.entries() == []
     assert await stack.fetch(local.sha1) is None

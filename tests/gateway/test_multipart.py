@@ -201,3 +201,67 @@ async def test_part_larger_than_declared_is_refused_locally(
     info = await (await client.get("/api/info")).json()
     assert info["multipartUpload"]["minPartSize"] == PART
     assert "completeMultipartUpload" in info["multipartUpload"]["requestTypes"]
+
+
+async def wait_consumed(client: Client, up: dict[str, Any], count: int) -> None:
+    """Wait until the local upload's in-order hash has consumed ``count`` parts."""
+    storage = client.app[ZONES_KEY]["default"].storage
+    directory = storage.path(up["objectKey"])
+    for _ in range(200):
+        assembly = storage.parts._assemblies.get(directory)
+        if assembly is not None and assembly.consumed >= count:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"the frontier did not reach part {count}")
+
+
+async def test_local_resent_part_after_hashing(local_app: tuple[Client, Path],
+                                               client_keys: ClientKeys) -> None:
+    """Part 1 first arrives wrong and is hashed in order; sent again right, the hash is
+    redone (and the reverse is refused): what becomes visible always hashes to its key."""
+    client, root = local_app
+    await register(client, client_keys)
+    data = os.urandom(3 * PART - 17)
+    up = await start(client, client_keys, data)
+    await put_parts(client, client_keys, up, data, [1, 2, 3],
+                    body=lambda n, chunk: bytes(reversed(chunk)) if n == 1 else chunk)
+    await wait_consumed(client, up, 3)
+    await put_parts(client, client_keys, up, data, [1])
+    assert await finish(client, client_keys, up, len(data)) == (200, {"type": "completeMultipartUpload"})
+    found = await find(client, client_keys, up["hash"])
+    assert await (await client.session.get(found["url"])).read() == data
+    assert [p for p in root.rglob("*") if p.is_file() and "multipart" in p.parts] == []
+    # the other way round: right bytes hashed first, then part 2 replaced by wrong bytes
+    other = os.urandom(3 * PART - 17)
+    up = await start(client, client_keys, other)
+    await put_parts(client, client_keys, up, other, [1, 2, 3])
+    await wait_consumed(client, up, 3)
+    await put_parts(client, client_keys, up, other, [2], body=lambda n, chunk: bytes(len(chunk)))
+    status, body = await finish(client, client_keys, up, len(other))
+    assert status == 400 and body["error"] == "content_mismatch", body
+    assert (await find(client, client_keys, up["hash"]))["found"] is False
+
+
+async def test_local_complete_without_frontier_state(local_app: tuple[Client, Path],
+                                                     client_keys: ClientKeys) -> None:
+    """After a gateway restart (no in-memory state) completion hashes the whole file; a
+    part PUT after completion is refused and leaves nothing behind."""
+    from kachery_resource.gateway.storage.local_parts import LocalParts
+
+    client, root = local_app
+    await register(client, client_keys)
+    data = os.urandom(2 * PART + 5)
+    up = await start(client, client_keys, data)
+    await put_parts(client, client_keys, up, data, [2, 3])
+    client.app[ZONES_KEY]["default"].storage.parts = LocalParts()  # "restart"
+    await put_parts(client, client_keys, up, data, [1])
+    _, urls = await call(client, client_keys, {"type": "getMultipartUploadUrls", "hashAlg": "sha1",
+                                               "hash": up["hash"], "objectKey": up["objectKey"],
+                                               "partNumbers": [1]})
+    client.app[ZONES_KEY]["default"].storage.parts = LocalParts()
+    assert (await finish(client, client_keys, up, len(data)))[0] == 200
+    found = await find(client, client_keys, up["hash"])
+    assert await (await client.session.get(found["url"])).read() == data
+    resp = await client.session.put(urls["urls"]["1"], data=data[:PART])
+    assert resp.status == 404 and (await resp.json())["error"] == "upload_missing"
+    assert [p for p in root.rglob("*") if p.is_file() and "multipart" in p.parts] == []

@@ -14,11 +14,15 @@ advertises ``multipartUpload``; otherwise the single PUT of :mod:`.upload` is us
    a thread (:class:`.parts.PartPut`), each retried on its own with backoff (a fresh URL
    after a 403). A part that moves no byte for ``uploadStallSec`` is cut and retried.
    Each acknowledged part is committed to the journal with its ETag.
-3. Verify. One sequential pass (:class:`.parts.SequentialHasher`) hashes the whole file
-   while the parts go out; if it does not match the requested sha1, or the file changed,
-   the upload is aborted (``abortMultipartUpload``) and never completed.
-4. ``completeMultipartUpload`` (the gateway verifies size and sha1 again before the
-   object becomes visible); parts it reports missing are sent again.
+3. Verify. The gateway verifies the whole file's size and sha1 at completion, before
+   anything becomes visible; the daemon only checks the file's size and mtime did not
+   move. With ``multipartHashLocally`` one sequential pass
+   (:class:`.parts.SequentialHasher`) also hashes the whole file here while the parts go
+   out, so a changed file is caught before completion (it costs a second read and a
+   sha1 of the file on this machine).
+4. ``completeMultipartUpload``; parts it reports missing are sent again. A sha1 the
+   gateway refuses (``content_mismatch``), or a mismatch found here, is an
+   IntegrityError: the upload is aborted (nothing visible, no parts) and forgotten.
 
 Progress (``bytesUploaded``) = bytes of acknowledged parts + bytes sent of parts in
 flight (a failed attempt takes its bytes back). When the daemon stops (Ctrl-C, SIGTERM)
@@ -67,6 +71,9 @@ class MultipartSettings(BaseModel):
                              description="a part that moves no byte this long is cut and retried")
     part_tries: int = Field(8, alias="multipartPartTries", ge=1,
                             description="attempts per part before the upload fails (resumable)")
+    hash_locally: bool = Field(False, alias="multipartHashLocally",
+                               description="also hash the whole file here while the parts go out "
+                                           "(the gateway always verifies it before it is visible)")
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any] | None) -> MultipartSettings:
@@ -213,6 +220,11 @@ class MultipartUploader:
                 log.debug("multipart upload of sha1://%s completed", entry.sha1)
                 return
             except MultipartRefused as exc:
+                if exc.code == "content_mismatch":
+                    raise IntegrityError(
+                        f"file changed: {sender.local.path} no longer hashes to {entry.sha1} (the "
+                        f"gateway refused it: {exc}); the upload was dropped and nothing stored — "
+                        "link or store it again") from exc
                 if exc.code != "multipart_incomplete" or round_ == 2:
                     raise
             listed = await with_retries("listMultipartParts",

@@ -1,5 +1,6 @@
 """Sending the parts of one multipart upload: bounded parallelism, per-part retries, stall
-watchdog, and the sequential whole-file hash that gates them (see :mod:`.parts`)."""
+watchdog, and (with ``multipartHashLocally``) the sequential whole-file hash that gates
+them (see :mod:`.parts`)."""
 
 from __future__ import annotations
 
@@ -64,9 +65,15 @@ class PartSender:
 
     # -- the whole run -------------------------------------------------------------
     async def send_all(self) -> None:
-        """Send the missing parts while hashing the file; IntegrityError if it is not ``sha1``."""
-        loop = asyncio.get_running_loop()
+        """Send the missing parts (while hashing the file with ``multipartHashLocally``:
+        IntegrityError if it is not ``sha1``); FileChangedError if it was modified."""
         e = self.entry
+        if not self.up.settings.hash_locally:
+            self._hashed = e.num_parts  # the gateway verifies the whole file at completion
+            await self._run_workers()
+            await self._check_unchanged()
+            return
+        loop = asyncio.get_running_loop()
         self._hasher = SequentialHasher(self.local.path, e.size, e.part_size, e.num_parts,
                                         lambda n: loop.call_soon_threadsafe(self._on_hashed, n))
         self._advance()
@@ -83,6 +90,10 @@ class PartSender:
             raise IntegrityError(
                 f"file changed: {self.local.path} no longer hashes to {e.sha1} (its bytes hash "
                 f"to {actual}); the upload was aborted and nothing stored — link or store it again")
+        await self._check_unchanged()
+
+    async def _check_unchanged(self) -> None:
+        e = self.entry
         st = await asyncio.to_thread(self.local.path.stat)
         if (st.st_size, st.st_mtime_ns) != (e.size, e.mtime_ns):
             raise FileChangedError(f"{self.local.path} was modified during the upload; link it again")

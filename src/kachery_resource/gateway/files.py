@@ -44,28 +44,29 @@ class FileRoutes:
                                 headers={"Content-Type": "application/octet-stream"})
 
     async def put(self, request: web.Request) -> web.Response:
-        """PUT the body of an upload to its staging key; hashes while receiving."""
+        """PUT the body of an upload to its staging key (hashed while received) or part key."""
         zone, storage, key = self._locate(request)
         max_size = storage.signer.check("PUT", zone.name, key, dict(request.query))
-        ensure_upload_key(zone.prefix, key)
+        is_part = ensure_upload_key(zone.prefix, key)
         declared = request.content_length
         if declared is not None and max_size is not None and declared > max_size:
             raise ApiError(413, "upload_too_large",
                            f"Content-Length {declared} is larger than the {max_size} bytes declared "
                            "in initiateFileUpload")
-        sha1, size = await storage.receive(key, request.content.iter_any(), max_size)
+        tag, size = await storage.receive(key, request.content.iter_any(), max_size)
         return web.Response(status=200, content_type="application/json",
-                            text=json.dumps({"received": size, "sha1": sha1}),
-                            headers={"ETag": f'"{sha1}"'})
+                            text=json.dumps({"received": size, "etag" if is_part else "sha1": tag}),
+                            headers={"ETag": f'"{tag}"'})
 
 
-def ensure_upload_key(prefix: str, key: str) -> None:
-    """Raise a 403 unless ``key`` is a staging key or a multipart part key of ``prefix``."""
+def ensure_upload_key(prefix: str, key: str) -> bool:
+    """Whether ``key`` is a multipart part key (else a staging key) of ``prefix``; a 403 if
+    it is neither."""
     parts = key.split("/")
     if len(parts) >= 4 and parts[-4] == "multipart" and _PART_NUMBER.fullmatch(parts[-1]):
         keys.parse_staging_key(prefix, "/".join(parts[:-1]), parts[-3], "multipart")
-        return
+        return True
     if len(parts) >= 3 and is_sha1_hex(parts[-2]):
         keys.parse_staging_key(prefix, key, parts[-2])
-        return
+        return False
     raise ApiError(403, "invalid_url_signature", "uploads go to staging or part keys only")

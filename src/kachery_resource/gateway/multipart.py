@@ -137,6 +137,7 @@ async def initiate(call: Call) -> dict[str, Any]:
         return {"type": p.type, "alreadyExists": True}
     object_key = keys.multipart_key(zone.prefix, p.hash, keys.new_upload_id())
     backend_id = await zone.storage.mp_create(object_key)
+    await zone.storage.mp_prepare(object_key, backend_id, p.size, p.partSize)
     manifest = Manifest(size=p.size, partSize=p.partSize, numParts=num_parts,
                         backendUploadId=backend_id, created=time.time())
     await zone.storage.write_small(manifest_key(object_key), manifest.model_dump_json().encode())
@@ -203,8 +204,14 @@ async def complete(call: Call) -> dict[str, Any]:
     try:
         await zone.storage.mp_complete(p.objectKey, manifest.backendUploadId, parts, content,
                                        manifest.size, p.hash)
-    finally:
+    except ApiError as exc:
+        if exc.status not in (409, 503) and exc.code != "multipart_incomplete":
+            await zone.storage.delete(manifest_key(p.objectKey))
+        raise
+    except BaseException:
         await zone.storage.delete(manifest_key(p.objectKey))
+        raise
+    await zone.storage.delete(manifest_key(p.objectKey))
     return {"type": p.type}
 
 

@@ -113,6 +113,10 @@ class Storage(ABC):
     async def mp_create(self, key: str) -> str:
         """Start a multipart upload at ``key``; returns the backend's upload id (may be '')."""
 
+    async def mp_prepare(self, key: str, backend_id: str, size: int, part_size: int) -> None:  # noqa: B027
+        """Optional: learn the upload's size and part size, right after :meth:`mp_create`
+        (the local directory lays out the file its parts are written into)."""
+
     @abstractmethod
     def mp_part_url(self, ctx: UrlContext, key: str, backend_id: str, number: int, ttl_sec: int,
                     max_size: int) -> str:
@@ -127,7 +131,8 @@ class Storage(ABC):
                           size: int, sha1: str) -> None:
         """Assemble ``parts`` (in order) and make them visible under ``content`` iff the
         whole file has ``size`` and ``sha1``; otherwise delete everything and raise
-        :func:`content_mismatch`."""
+        :func:`content_mismatch`. An ApiError with status 409 or 503 leaves the upload
+        as it was (complete again later)."""
 
     @abstractmethod
     async def mp_abort(self, key: str, backend_id: str) -> None:

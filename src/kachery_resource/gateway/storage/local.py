@@ -4,6 +4,10 @@ An upload (PUT) is hashed while it is received, into a hidden temporary file tha
 then renamed ``<upload id>.<sha1>.<size>`` beside its staging key; finalize compares
 that name with what the client declared and renames the file to its content key, so
 the bytes are never read twice and a file under a sha1 key always hashes to it.
+
+A multipart upload is a directory (its objectKey) whose parts are written in place into
+the one file that becomes the object, and hashed in order while they arrive; see
+:mod:`.local_parts` and :mod:`.assembly`.
 """
 
 from __future__ import annotations
@@ -15,19 +19,19 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import BinaryIO
 
 from ..problems import ApiError
 from ..signed_urls import UrlSigner
+from .assembly import AssemblyClosed
 from .base import PartInfo, Storage, UrlContext, content_mismatch, nothing_uploaded
+from .local_parts import PART_KEY, LocalParts, scan_markers
 
 BATCH_BYTES = 4 * 1024 * 1024
 SECRET_FILE = ".kachery-gateway-secret"
 _RECEIVED = re.compile(r"(?P<upload>[0-9a-f]{32})\.(?P<sha1>[0-9a-f]{40})\.(?P<size>[0-9]+)")
-_PART = re.compile(r"(?P<number>[0-9]{5})\.(?P<sha1>[0-9a-f]{40})\.(?P<size>[0-9]+)")
-HASH_CHUNK = 1024 * 1024
 
 
 class _HashingWriter:
@@ -55,6 +59,7 @@ class LocalStorage(Storage):
         self.root.mkdir(parents=True, exist_ok=True)
         self.description = f"local directory {self.root}"
         self.signer = UrlSigner.from_secret_file(self.root / SECRET_FILE)
+        self.parts = LocalParts()
 
     def path(self, key: str) -> Path:
         """The file of ``key`` (keys are validated, so this stays under root)."""
@@ -119,33 +124,25 @@ class LocalStorage(Storage):
 
         Receiving (event loop) and writing + hashing (a worker thread) overlap, one
         4 MiB batch apart, so memory stays flat. More than ``max_size`` bytes is a 413.
+        A multipart part is written in place, not hashed: the answer is (its etag, size).
         """
+        part_key = PART_KEY.fullmatch(key)
+        if part_key is not None:
+            directory = self.path(part_key["upload"])
+            part = await asyncio.to_thread(self.parts.begin, directory, int(part_key["number"]))
+            try:
+                await _pump(body, max_size, part.write)
+            except BaseException:
+                part.close()
+                raise
+            etag = await asyncio.to_thread(self.parts.done, part)
+            return etag, part.size
         path = self.path(key)
         tmp = path.with_name(f".{path.name}.part-{secrets.token_hex(6)}")
         f = await asyncio.to_thread(_create, tmp)
         writer = _HashingWriter(f)
-        pending: asyncio.Future[None] | None = None
-        batch: list[bytes] = []
-        batch_size = 0
-        received = 0
         try:
-            async for chunk in body:
-                received += len(chunk)
-                if max_size is not None and received > max_size:
-                    raise ApiError(413, "upload_too_large",
-                                   f"the upload is larger than the {max_size} bytes declared in "
-                                   "initiateFileUpload")
-                batch.append(chunk)
-                batch_size += len(chunk)
-                if batch_size >= BATCH_BYTES:
-                    if pending is not None:
-                        await pending
-                    pending = asyncio.ensure_future(asyncio.to_thread(writer.write, batch))
-                    batch, batch_size = [], 0
-            if pending is not None:
-                await pending
-            pending = None
-            await asyncio.to_thread(writer.write, batch)
+            await _pump(body, max_size, writer.write)
             await asyncio.to_thread(f.close)
             sha1 = writer.sha1.hexdigest()
             final = path.with_name(f"{path.name}.{sha1}.{writer.size}")
@@ -153,8 +150,6 @@ class LocalStorage(Storage):
             await asyncio.to_thread(_drop_older_versions, final, path.name)
             return sha1, writer.size
         except BaseException:
-            if pending is not None:
-                await asyncio.gather(pending, return_exceptions=True)
             f.close()
             tmp.unlink(missing_ok=True)
             raise
@@ -192,50 +187,37 @@ class LocalStorage(Storage):
         await asyncio.to_thread(self.path(key).mkdir, parents=True, exist_ok=True)
         return ""
 
+    async def mp_prepare(self, key: str, backend_id: str, size: int, part_size: int) -> None:
+        await asyncio.to_thread(self.parts.prepare, self.path(key), size, part_size)
+
     def mp_part_url(self, ctx: UrlContext, key: str, backend_id: str, number: int, ttl_sec: int,
                     max_size: int) -> str:
         return self.signer.url(ctx.base_url, "PUT", ctx.zone, f"{key}/{number:05d}", ttl_sec, max_size)
 
     async def mp_parts(self, key: str, backend_id: str) -> dict[int, PartInfo]:
         def scan() -> dict[int, PartInfo]:
-            found: dict[int, PartInfo] = {}
-            directory = self.path(key)
-            if not directory.is_dir():
-                return found
-            for p in directory.iterdir():
-                m = _PART.fullmatch(p.name)
-                if m:
-                    found[int(m["number"])] = PartInfo(int(m["number"]), int(m["size"]), m["sha1"])
-            return found
+            return {n: PartInfo(n, size, name.split(".")[1])
+                    for n, (name, size) in scan_markers(self.path(key)).items()}
 
         return await asyncio.to_thread(scan)
 
     async def mp_complete(self, key: str, backend_id: str, parts: list[PartInfo], content: str,
                           size: int, sha1: str) -> None:
-        directory = self.path(key)
-        files = [directory / f"{p.number:05d}.{p.etag}.{p.size}" for p in parts]
-        target = self.path(content)
-
-        def assemble() -> tuple[str, int]:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.assemble-{secrets.token_hex(6)}")
-            try:
-                got = _assemble(files, tmp)
-                if got == (sha1, size):
-                    os.replace(tmp, target)
-                return got
-            finally:
-                tmp.unlink(missing_ok=True)
-                shutil.rmtree(directory, ignore_errors=True)
-
+        names = [f"{p.number:05d}.{p.etag}.{p.size}" for p in parts]
         try:
-            got_sha1, got_size = await asyncio.to_thread(assemble)
-        except FileNotFoundError as exc:
+            got_sha1, got_size = await asyncio.to_thread(
+                self.parts.complete, self.path(key), names, self.path(content), size, sha1)
+        except (FileNotFoundError, AssemblyClosed) as exc:
             raise nothing_uploaded(key) from exc
+        except ApiError as exc:
+            if exc.code == "upload_missing":
+                raise nothing_uploaded(key) from exc
+            raise
         if (got_sha1, got_size) != (sha1, size):
             raise content_mismatch(sha1, size, got_sha1, got_size)
 
     async def mp_abort(self, key: str, backend_id: str) -> None:
+        self.parts.drop(self.path(key))
         await asyncio.to_thread(shutil.rmtree, self.path(key), True)
 
     async def mp_cleanup(self, root: str, max_age_sec: float) -> int:
@@ -262,7 +244,9 @@ class LocalStorage(Storage):
                 _remove_empty_dirs(hash_dir, top)
             return removed
 
-        return await asyncio.to_thread(sweep)
+        removed = await asyncio.to_thread(sweep)
+        await asyncio.to_thread(self.parts.drop_missing)
+        return removed
 
     async def cleanup(self, prefix: str, max_age_sec: float) -> int:
         def sweep() -> int:
@@ -285,6 +269,36 @@ class LocalStorage(Storage):
         return await asyncio.to_thread(sweep)
 
 
+async def _pump(body: AsyncIterator[bytes], max_size: int | None,
+                write: Callable[[list[bytes]], None]) -> None:
+    """Feed ``body`` to ``write`` in a worker thread, 4 MiB batches, one batch in flight."""
+    pending: asyncio.Future[None] | None = None
+    batch: list[bytes] = []
+    batch_size = 0
+    received = 0
+    try:
+        async for chunk in body:
+            received += len(chunk)
+            if max_size is not None and received > max_size:
+                raise ApiError(413, "upload_too_large",
+                               f"the upload is larger than the {max_size} bytes declared in "
+                               "initiateFileUpload")
+            batch.append(chunk)
+            batch_size += len(chunk)
+            if batch_size >= BATCH_BYTES:
+                if pending is not None:
+                    await pending
+                pending = asyncio.ensure_future(asyncio.to_thread(write, batch))
+                batch, batch_size = [], 0
+        if pending is not None:
+            await pending
+        pending = None
+        await asyncio.to_thread(write, batch)
+    finally:
+        if pending is not None:
+            await asyncio.gather(pending, return_exceptions=True)
+
+
 def _create(path: Path) -> BinaryIO:
     """Open a new file, making its directory (again, if a finishing upload just removed it)."""
     for _ in range(5):
@@ -299,24 +313,8 @@ def _create(path: Path) -> BinaryIO:
 def _drop_older_versions(final: Path, name: str) -> None:
     """A re-sent body replaces what an earlier PUT of the same key left."""
     for other in final.parent.glob(f"{name}.*"):
-        if other != final and (_RECEIVED.fullmatch(other.name) or _PART.fullmatch(other.name)):
+        if other != final and _RECEIVED.fullmatch(other.name):
             other.unlink(missing_ok=True)
-
-
-def _assemble(parts: list[Path], target: Path) -> tuple[str, int]:
-    """Concatenate ``parts`` into ``target`` while hashing; returns (sha1, size)."""
-    digest = hashlib.sha1()
-    size = 0
-    buf = bytearray(HASH_CHUNK)
-    view = memoryview(buf)
-    with open(target, "wb") as out:
-        for part in parts:
-            with open(part, "rb", buffering=0) as f:
-                while n := f.readinto(buf):
-                    digest.update(view[:n])
-                    out.write(view[:n])
-                    size += n
-    return digest.hexdigest(), size
 
 
 def _remove_empty_dirs(directory: Path, stop: Path) -> None:
