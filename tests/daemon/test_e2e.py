@@ -93,9 +93,9 @@ def test_cold_requests_for_stored_and_linked_files(stack: Stack, daemon: tuple[S
         assert request_file(url, sha1)["status"] == "completed"
         # (the S3 gateway stores an empty file itself at initiate: no PUT then)
         assert stack.relay.puts_for(sha1) == (1 if size else 0)
-    log = proc.text()
-    assert f"upload sha1://{linked_sha1} size=2500000 completed" in log
-    assert f"sha1://{stored_sha1} size=300000 → completed" in log
+    # the log is written in batches (within 0.2 s)
+    wait_until(lambda: f"upload sha1://{linked_sha1} size=2500000 completed" in proc.text())
+    wait_until(lambda: f"sha1://{stored_sha1} size=300000 → completed" in proc.text())
 
 
 def test_released_kachery_cloud_client_loads_a_file_cold(
@@ -172,7 +172,7 @@ def test_changed_unreadable_deleted_and_garbage(
     assert status["status"] == "error" and "changed" in status["error"], status
     assert stack.relay.puts_for(sha1) == 0
     assert bucket_bytes(stack.gateway_url, sha1, stack.reader) is None
-    assert "stale link record" in proc.text() or "no longer" in proc.text()
+    wait_until(lambda: "stale link record" in proc.text() or "no longer" in proc.text())
     # unreadable: the record points at something that cannot be read as a file
     folder = tmp_path / "not a file"
     folder.mkdir()

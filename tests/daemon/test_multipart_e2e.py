@@ -136,7 +136,7 @@ def test_kill9_resumes_without_resending_parts(stack: MpStack, tmp_path: Path) -
     try:
         status = wait_done(daemon.url, sha1, timeout=120)
         assert status["status"] == "completed", status
-        assert "resuming upload of sha1://" + sha1 in daemon.text()
+        wait_until(lambda: "resuming upload of sha1://" + sha1 in daemon.text())  # batched log
     finally:
         daemon.stop()
     # parts the store acknowledged before the crash were not sent again

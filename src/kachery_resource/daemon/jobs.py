@@ -233,6 +233,6 @@ class JobManager:
 def _log_upload(job: UploadJob, outcome: str, seconds: float) -> None:
     size = job.size or 0
     rate = job.bytes_uploaded / seconds / 1e6 if seconds > 0 else 0.0
-    log.info(
-        "upload sha1://%s size=%d %s in %.3f s (%.1f MB/s)", job.sha1, size, outcome, seconds, rate
-    )
+    level = logging.INFO if outcome == "completed" else logging.WARNING  # failures show at once
+    log.log(level, "upload sha1://%s size=%d %s in %.3f s (%.1f MB/s)", job.sha1, size, outcome,
+            seconds, rate)
