@@ -73,10 +73,11 @@ class MpStack:
 
 
 @contextmanager
-def mp_stack(kind: str, workdir: Path, s3: S3Server | None = None) -> Iterator[MpStack]:
-    secret = "mp-" + secrets.token_hex(8)
+def gateway_stack(kind: str, workdir: Path, s3: S3Server | None = None, proxy_url: str = "",
+                  secret: str = "") -> Iterator[MpStack]:
+    """A gateway on ``kind`` storage ("local" or "s3") with the fault relay in front of the
+    bucket (of the gateway itself for local storage, which serves its own signed URLs)."""
     keys = ClientKeys.generate()
-    proxy = start_cli(["proxy", "--port", "0"], env={"PROXY_SECRET": secret})
     relay: FaultRelay | None = None
     gateway: ServerProcess | None = None
     try:
@@ -86,7 +87,7 @@ def mp_stack(kind: str, workdir: Path, s3: S3Server | None = None) -> Iterator[M
             add_client(storage, keys.client_id, {})
             gateway = start_cli(["gateway", "--port", "0", "--storage", storage])
             relay = FaultRelay(gateway.url).start()
-            yield MpStack(kind, relay.url, proxy.url, secret, relay, keys, listing_root=root)
+            yield MpStack(kind, relay.url, proxy_url, secret, relay, keys, listing_root=root)
         else:
             assert s3 is not None
             prefix = "mp-" + secrets.token_hex(4)
@@ -95,12 +96,23 @@ def mp_stack(kind: str, workdir: Path, s3: S3Server | None = None) -> Iterator[M
             relay = FaultRelay(s3.endpoint).start()
             gateway = start_cli(["gateway", "--port", "0", "--storage", storage,
                                  "--s3-endpoint-url", relay.url], env=s3.env())
-            yield MpStack(kind, gateway.url, proxy.url, secret, relay, keys, s3=s3, prefix=prefix)
+            yield MpStack(kind, gateway.url, proxy_url, secret, relay, keys, s3=s3, prefix=prefix)
     finally:
         if gateway is not None:
             gateway.stop()
         if relay is not None:
             relay.stop()
+
+
+@contextmanager
+def mp_stack(kind: str, workdir: Path, s3: S3Server | None = None) -> Iterator[MpStack]:
+    """:func:`gateway_stack` plus a proxy."""
+    secret = "mp-" + secrets.token_hex(8)
+    proxy = start_cli(["proxy", "--port", "0"], env={"PROXY_SECRET": secret})
+    try:
+        with gateway_stack(kind, workdir, s3, proxy.url, secret) as stack:
+            yield stack
+    finally:
         proxy.stop()
 
 

@@ -24,13 +24,12 @@ from typing import Any
 import pytest
 import requests
 
-from kachery_resource.identity import ClientKeys
 from kachery_resource.store import LocalStore
 
 from ..servers import S3Server, ServerProcess, free_port, start_cli, wait_until
 from .fault_relay import FaultRelay
-from .mp_stack import MIB, MpStack, start_mp_daemon
-from .stack import add_client, random_file, request_file
+from .mp_stack import MIB, MpStack, gateway_stack, start_mp_daemon
+from .stack import random_file, request_file
 
 PART_SIZE = 8 * MIB
 MULTIPART = {"multipartThreshold": 16 * MIB, "multipartPartSize": PART_SIZE,
@@ -52,30 +51,8 @@ class Storage:
 @contextmanager
 def storage_stack(kind: str, workdir: Path, s3: S3Server | None = None) -> Iterator[Storage]:
     """Like ``mp_stack`` but without a proxy (each test starts and kills its own)."""
-    keys = ClientKeys.generate()
-    gateway: ServerProcess | None = None
-    relay: FaultRelay | None = None
-    try:
-        if s3 is None:
-            root = workdir / "gateway-storage"
-            add_client(str(root), keys.client_id, {})
-            gateway = start_cli(["gateway", "--port", "0", "--storage", str(root)])
-            relay = FaultRelay(gateway.url).start()
-            stack = MpStack(kind, relay.url, "", "", relay, keys, listing_root=root)
-        else:
-            prefix = "cut-" + secrets.token_hex(4)
-            url = f"s3://{s3.bucket}/{prefix}"
-            add_client(url, keys.client_id, {**s3.env(), "AWS_ENDPOINT_URL": s3.endpoint})
-            relay = FaultRelay(s3.endpoint).start()
-            gateway = start_cli(["gateway", "--port", "0", "--storage", url,
-                                 "--s3-endpoint-url", relay.url], env=s3.env())
-            stack = MpStack(kind, gateway.url, "", "", relay, keys, s3=s3, prefix=prefix)
-        yield Storage(stack, relay)
-    finally:
-        if gateway is not None:
-            gateway.stop()
-        if relay is not None:
-            relay.stop()
+    with gateway_stack(kind, workdir, s3) as stack:
+        yield Storage(stack, stack.relay)
 
 
 @pytest.fixture(scope="module")

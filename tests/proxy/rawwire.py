@@ -19,34 +19,40 @@ def _port(url: str) -> int:
     return int(url.rsplit(":", 1)[1])
 
 
+async def read_into(reader: asyncio.StreamReader, out: bytearray, seconds: float,
+                    done: Any = lambda: False) -> None:
+    """Append what ``reader`` gives to ``out`` until ``done()``, EOF or ``seconds`` pass."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not done() and (left := deadline - loop.time()) > 0:
+        try:
+            data = await asyncio.wait_for(reader.read(65536), left)
+        except TimeoutError:
+            return
+        if not data:
+            return
+        out += data
+
+
 # -- raw HTTP ---------------------------------------------------------------------------
 async def exchange(url: str, *chunks: bytes, wait: float = 0.4, eof: bool = False) -> bytes:
     """Send ``chunks`` on a fresh connection; return what comes back within ``wait``."""
     reader, writer = await asyncio.open_connection("127.0.0.1", _port(url))
-    out = b""
+    out = bytearray()
     try:
         for chunk in chunks:
             writer.write(chunk)
             await writer.drain()
         if eof:
             writer.write_eof()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
-        while (left := deadline - loop.time()) > 0:
-            try:
-                data = await asyncio.wait_for(reader.read(65536), left)
-            except TimeoutError:
-                break
-            if not data:
-                break
-            out += data
+        await read_into(reader, out, wait)
     except (ConnectionError, OSError):
         pass
     finally:
         writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await writer.wait_closed()
-    return out
+    return bytes(out)
 
 
 def post_bytes(name: str, body: bytes, extra: str = "") -> bytes:
@@ -159,40 +165,26 @@ async def ws_exchange(url: str, init: bytes | None, *chunks: bytes,
     ``chunks``; return every frame the proxy sent (checked to be well formed).
     ``drip``: the handshake and ``init`` go one byte per write."""
     reader, writer = await asyncio.open_connection("127.0.0.1", _port(url))
-    out = b""
-    loop = asyncio.get_running_loop()
-
-    async def read_until(done: Any, seconds: float) -> None:
-        nonlocal out
-        deadline = loop.time() + seconds
-        while not done() and (left := deadline - loop.time()) > 0:
-            try:
-                data = await asyncio.wait_for(reader.read(65536), left)
-            except TimeoutError:
-                return
-            if not data:
-                return
-            out += data
-
+    out = bytearray()
     try:
         first = handshake() + (init or b"")
         for piece in ([first[i:i + 1] for i in range(len(first))] if drip else [first]):
             writer.write(piece)
             await writer.drain()
         if init is not None:
-            await read_until(lambda: ACK in out, 5)
+            await read_into(reader, out, 5, lambda: ACK in out)
             assert ACK in out, out[:300]
         for chunk in chunks:
             writer.write(chunk)
             await writer.drain()
-        await read_until(lambda: False, wait)
+        await read_into(reader, out, wait)
     except (ConnectionError, OSError):
         pass
     finally:
         writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await writer.wait_closed()
-    status, _, rest = out.partition(b"\r\n\r\n")
+    status, _, rest = bytes(out).partition(b"\r\n\r\n")
     assert status.startswith(b"HTTP/1.1 101 "), out[:300]
     assert accept_key("dGhlIHNhbXBsZSBub25jZQ==").encode() in status
     return server_frames(rest)
