@@ -15,7 +15,7 @@ crash test: a real ``kachery-resource share`` uploads ``--crash-mib`` (default 1
 through a byte-counting relay, is killed with SIGKILL once half is uploaded, restarted,
 and asked again; the relay tells how many bytes crossed twice.
 
-Usage (repo root): .venv/bin/python bench/daemon_multipart.py [--size-gib 4] [--parallel 4]
+Usage (repo root): .venv/bin/python bench/daemon_multipart.py [--size-gib 4] [--parallel 4] [--bodies 1]
 """
 
 from __future__ import annotations
@@ -165,7 +165,8 @@ def bench_side_by_side(kind: str, workdir: Path, s3: S3Server | None, path: Path
         f"| {kind} | `curl -T` one stream + finalize | {put_s:.1f} s + {fin_s:.1f} s = "
         f"{curl_total:.1f} s | {mib / curl_total:.0f} MiB/s | 1.00× | — |",
         f"| {kind} | multipart ({settings['multipartParallelParts']} × "
-        f"{settings['multipartPartSize'] // MIB} MiB parts) + complete | {parts_s:.1f} s + "
+        f"{settings['multipartPartSize'] // MIB} MiB parts, "
+        f"{settings['multipartParallelBodies']} streaming) + complete | {parts_s:.1f} s + "
         f"{ours['complete']:.1f} s = {ours_total:.1f} s | {mib / ours_total:.0f} MiB/s | "
         f"**{curl_total / ours_total:.2f}×** (transfer alone {put_s / parts_s:.2f}×) | "
         f"{ours['peak_rss_mb']:.0f} MB |",
@@ -223,7 +224,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--size-gib", type=float, default=4)
     parser.add_argument("--part-mib", type=int, default=64)
-    parser.add_argument("--parallel", type=int, default=4)
+    parser.add_argument("--parallel", type=int, default=4, help="parts in flight")
+    parser.add_argument("--bodies", type=int, default=1, help="of those, bodies streaming at once")
     parser.add_argument("--crash-mib", type=int, default=1024)
     parser.add_argument("--crash-part-mib", default="64,16",
                         help="part sizes for the crash test (comma-separated)")
@@ -231,7 +233,7 @@ def main() -> None:
     parser.add_argument("--no-side-by-side", action="store_true")
     args = parser.parse_args()
     settings = {"multipartThreshold": 16 * MIB, "multipartPartSize": args.part_mib * MIB,
-                "multipartParallelParts": args.parallel}
+                "multipartParallelParts": args.parallel, "multipartParallelBodies": args.bodies}
     size = int(args.size_gib * 1024**3)
     kinds = args.backends.split(",")
     with tempfile.TemporaryDirectory(prefix="bench-mp-") as tmp, \

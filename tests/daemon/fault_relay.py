@@ -50,8 +50,22 @@ class FaultRelay:
         self.fail_every, self.stall_puts, self.rate = 0, set(), 0.0
         self.puts = self.failed = self.stalled = self.put_bytes = self.ok_put_bytes = 0
 
-    async def _counted(self, content: aiohttp.StreamReader, sink: list[int]) -> AsyncIterator[bytes]:
-        async for chunk in content.iter_chunked(256 * 1024):
+    async def _counted(self, content: aiohttp.StreamReader, sink: list[int],
+                       length: int | None) -> AsyncIterator[bytes]:
+        """The PUT body on its way upstream, counted (and throttled to ``rate``)."""
+        chunks = content.iter_chunked(256 * 1024)
+        while sink[0] != length:  # at the length, no wait for an end of body (see below)
+            try:
+                chunk = await anext(chunks, b"")
+            except ConnectionError:
+                # The client is gone (killed). aiohttp then refuses to hand out the bytes it
+                # already holds; a store would have them, and with a throttled relay they
+                # can end a body the client sent in full. Pass them on (private API).
+                chunk = content._read_nowait(-1)
+                if not chunk:
+                    raise
+            if not chunk:
+                return
             self.put_bytes += len(chunk)
             sink[0] += len(chunk)
             if self.rate:
@@ -77,7 +91,7 @@ class FaultRelay:
                 async for chunk in request.content.iter_chunked(256 * 1024):
                     self.put_bytes += len(chunk)
                 return web.json_response({"error": "injected"}, status=503)
-            data = self._counted(request.content, sink)
+            data = self._counted(request.content, sink, request.content_length)
         elif request.body_exists:
             data = await request.read()
         # shielded: a client that vanishes (kill -9) does not cut the exchange with the

@@ -141,7 +141,8 @@ def test_kill9_resumes_without_resending_parts(stack: MpStack, tmp_path: Path) -
         daemon.stop()
     # parts the store acknowledged before the crash were not sent again
     assert stack.relay.ok_put_bytes == size
-    assert stack.relay.put_bytes - size < SMALL_PARTS["multipartParallelParts"] * 8 * MIB
+    # one body streams at a time, so the crash lost less than one part (issue #6's target)
+    assert stack.relay.put_bytes - size < 8 * MIB
     assert stack.download_sha1(sha1) == (sha1, size)
     assert stack.leftovers() == [] and journal_entries(workdir) == []
 

@@ -11,8 +11,11 @@ advertises ``multipartUpload``; otherwise the single PUT of :mod:`.upload` is us
    setting, default 64 MiB, raised if needed to stay within the advertised
    ``maxParts``).
 2. Send. ``multipartParallelParts`` parts are in flight at once, each a streaming PUT in
-   a thread (:class:`.parts.PartPut`), each retried on its own with backoff (a fresh URL
-   after a 403). A part that moves no byte for ``uploadStallSec`` is cut and retried.
+   a thread (:class:`.parts.PartPut`), ``multipartParallelBodies`` of them (default 1)
+   streaming their body at a time while the others await the store's answer or their
+   turn — so a crash loses less than that many parts' bytes. Each is retried on its own
+   with backoff (a fresh URL after a 403). A part that moves no byte for
+   ``uploadStallSec`` is cut and retried.
    Each acknowledged part is committed to the journal with its ETag.
 3. Verify. The gateway verifies the whole file's size and sha1 at completion, before
    anything becomes visible; the daemon only checks the file's size and mtime did not
@@ -67,6 +70,10 @@ class MultipartSettings(BaseModel):
                            description="bytes per part (kept within the gateway's limits)")
     parallel_parts: int = Field(4, alias="multipartParallelParts", ge=1, le=64,
                                 description="parts in flight at once per upload")
+    parallel_bodies: int = Field(1, alias="multipartParallelBodies", ge=1, le=64,
+                                 description="of those, how many stream their body at once (the "
+                                             "others await the store's answer or their turn); a "
+                                             "crash re-sends at most the unsent rest of this many")
     stall_sec: float = Field(60.0, alias="uploadStallSec", gt=0,
                              description="a part that moves no byte this long is cut and retried")
     part_tries: int = Field(8, alias="multipartPartTries", ge=1,

@@ -9,6 +9,7 @@ import contextlib
 import http.client
 import logging
 import random
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -50,6 +51,7 @@ class PartSender:
         self.local = local
         self.progress = progress
         self.window = up.settings.parallel_parts + 2
+        self._bodies = threading.Semaphore(up.settings.parallel_bodies)
         self._todo = deque(n for n in range(1, entry.num_parts + 1) if n not in done)
         self._in_flight: set[int] = set()
         self._urls: dict[int, tuple[str, float]] = {}
@@ -188,7 +190,7 @@ class PartSender:
         e = self.entry
         stall = self.up.settings.stall_sec
         put = PartPut(url, self.local.path, n, (n - 1) * e.part_size, e.part_size_of(n),
-                      lambda k: loop.call_soon_threadsafe(self._count, k), stall)
+                      lambda k: loop.call_soon_threadsafe(self._count, k), stall, self._bodies)
         future = loop.run_in_executor(self.up.threads, put.run)
         try:
             while not future.done():

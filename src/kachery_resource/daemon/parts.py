@@ -3,8 +3,12 @@
 :class:`PartPut` sends one byte range of a file as the raw body of one PUT to a part URL
 (``http.client`` for the request line and headers, then the body in 1 MiB steps with
 ``sendfile`` — page cache to socket, no copy through Python; over TLS 1 MiB blocks read
-with ``os.pread``, so memory stays at one block per part in flight). It records when it last moved a byte, so a watchdog can call
-:meth:`PartPut.abort` on a stalled part; the socket timeout is the same stall limit.
+with ``os.pread``, so memory stays at one block per part in flight). It records when it last
+moved a byte, so a watchdog can call :meth:`PartPut.abort` on a stalled part; the socket
+timeout is the same stall limit. A shared :class:`threading.Semaphore` (``bodies``) bounds
+how many part bodies stream at once: the other parts in flight have either sent their
+body and wait for the store's answer, or wait for their turn (not yet connected) — so a
+crash loses at most the unsent rest of that many parts.
 
 :class:`SequentialHasher` reads the whole file once, in order, and computes its sha1 —
 the parts go out in parallel and out of order, so they cannot be hashed where they are
@@ -76,7 +80,8 @@ class PartPut:
     """One PUT of bytes ``[offset, offset+length)`` of ``path``; :meth:`run` in a thread."""
 
     def __init__(self, url: str, path: Path, number: int, offset: int, length: int,
-                 progress: Callable[[int], object], stall_sec: float) -> None:
+                 progress: Callable[[int], object], stall_sec: float,
+                 bodies: threading.Semaphore | None = None) -> None:
         self.url = url
         self.path = path
         self.number = number
@@ -86,6 +91,7 @@ class PartPut:
         self.stall_sec = stall_sec
         self.aborted = False
         self.sent = 0
+        self._bodies = bodies
         self.last_activity = time.monotonic()
         self._conn: http.client.HTTPConnection | None = None
 
@@ -108,14 +114,19 @@ class PartPut:
         conn.timeout = self.stall_sec
         self._conn = conn
         try:
-            with open(self.path, "rb") as f:
-                conn.putrequest("PUT", target)
-                conn.putheader("Content-Length", str(self.length))
-                conn.endheaders()
-                if isinstance(conn.sock, ssl.SSLSocket):
-                    conn.send(_RangeBody(self, f.fileno()))
-                else:
-                    self._sendfile(conn.sock, f)
+            self._take_turn()
+            try:
+                with open(self.path, "rb") as f:
+                    conn.putrequest("PUT", target)
+                    conn.putheader("Content-Length", str(self.length))
+                    conn.endheaders()
+                    if isinstance(conn.sock, ssl.SSLSocket):
+                        conn.send(_RangeBody(self, f.fileno()))
+                    else:
+                        self._sendfile(conn.sock, f)
+            finally:
+                if self._bodies is not None:
+                    self._bodies.release()
             resp = conn.getresponse()
             self.touch()
             text = resp.read(64 * 1024).decode("utf-8", "replace")
@@ -128,6 +139,15 @@ class PartPut:
         finally:
             conn.close()
 
+    def _take_turn(self) -> None:
+        """Wait until this body may stream (before connecting: no idle connection to time out)."""
+        if self._bodies is None:
+            return
+        while not self._bodies.acquire(timeout=0.5):
+            if self.aborted:
+                raise PartAborted(f"part {self.number} was aborted")
+            self.touch()  # waiting for a turn is not a stall
+        self.touch()
 
     def _sendfile(self, sock: socket.socket, f: BinaryIO) -> None:
         """The body, straight from the page cache to the socket (no copy through Python)."""
