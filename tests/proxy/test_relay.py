@@ -6,10 +6,12 @@ import asyncio
 import json
 
 import aiohttp
+import pytest
 
 from kachery_resource.messages import RequestFromClient, dump
+from kachery_resource.proxy import fastpath
 
-from .conftest import SHA_A, SHA_B, Proxy, client_body
+from .conftest import SHA_A, SHA_B, MakeProxy, Proxy, client_body
 from .v1daemon import REQUEST_KEYS
 
 
@@ -151,3 +153,27 @@ async def test_http10_keep_alive_as_ab_sends_it(proxy: Proxy) -> None:
     finally:
         writer.close()
     assert proxy.counters()["waitingRequests"] == 0
+
+
+async def test_idle_keep_alive_connection_is_closed(make_proxy: MakeProxy,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A keep-alive connection that sends no request for IDLE_SEC is closed by the sweep;
+    one waiting for its answer is not, however long the daemon takes."""
+    monkeypatch.setattr(fastpath, "IDLE_SEC", 0.5)
+    proxy = await make_proxy()
+    daemon = await proxy.daemon("res1", silent=True)
+    host, port = proxy.url.removeprefix("http://").split(":")
+    body = json.dumps(client_body("res1", inner=3000, outer=4000)).encode()
+    post = (f"POST /r/res1 HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode() + body
+    idle_reader, idle_writer = await asyncio.open_connection(host, int(port))
+    busy_reader, busy_writer = await asyncio.open_connection(host, int(port))
+    try:
+        busy_writer.write(post)  # the daemon never answers: the proxy's 504 comes at 4 s
+        assert await asyncio.wait_for(idle_reader.read(), 3) == b""  # closed, idle
+        head = await asyncio.wait_for(busy_reader.readuntil(b"\r\n\r\n"), 6)
+        assert head.startswith(b"HTTP/1.1 504")
+    finally:
+        idle_writer.close()
+        busy_writer.close()
+    assert daemon.received  # the request did reach the daemon

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any, cast
@@ -27,7 +28,7 @@ from .wire import compact_json
 from .ws_front import DaemonWebSocket, handshake_response
 
 _MAX_HEAD = 8192
-_IDLE_SEC = 75.0
+IDLE_SEC = 75.0  # a keep-alive connection with no request this long is closed (see sweep)
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 _VERSIONS = ("HTTP/1.1", "HTTP/1.0")
 
@@ -79,8 +80,8 @@ def _is_websocket(headers: dict[str, str]) -> bool:
 class FrontProtocol(asyncio.Protocol):
     """One client connection, until (maybe) handed to aiohttp."""
 
-    __slots__ = ("__weakref__", "_buf", "_busy", "_close_after", "_fallback", "_idle", "_ip",
-                 "_say_keep_alive", "_state", "_task", "_transport")
+    __slots__ = ("__weakref__", "_buf", "_busy", "_close_after", "_fallback", "_idle_since",
+                 "_ip", "_say_keep_alive", "_state", "_task", "_transport")
 
     def __init__(self, state: ProxyState, fallback: Callable[[], asyncio.Protocol]) -> None:
         self._state = state
@@ -91,7 +92,7 @@ class FrontProtocol(asyncio.Protocol):
         self._say_keep_alive = False
         self._task: asyncio.Task[None] | None = None
         self._transport: asyncio.Transport | None = None
-        self._idle: asyncio.TimerHandle | None = None
+        self._idle_since: float | None = None  # None: busy, or no longer ours
         self._ip = "?"
 
     # -- asyncio.Protocol ---------------------------------------------------------------
@@ -100,7 +101,7 @@ class FrontProtocol(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self._ip = peer[0] if isinstance(peer, tuple) else "?"
-        self._arm_idle()
+        self._idle_since = time.monotonic()
 
     def data_received(self, data: bytes) -> None:
         self._buf += data
@@ -112,8 +113,7 @@ class FrontProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._task is not None and not self._task.done():
             self._task.cancel()  # the client left while waiting: free its slot now
-        if self._idle is not None:
-            self._idle.cancel()
+        self._idle_since = None
         self._transport = None
 
     # -- parsing ------------------------------------------------------------------------
@@ -153,9 +153,7 @@ class FrontProtocol(asyncio.Protocol):
             self._close_after = "keep-alive" not in connection
             self._say_keep_alive = not self._close_after
         self._busy = True
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
+        self._idle_since = None
         self._task = asyncio.ensure_future(self._serve(name, body, self._client_ip(headers)))
 
     def _client_ip(self, headers: dict[str, str]) -> str:
@@ -176,9 +174,7 @@ class FrontProtocol(asyncio.Protocol):
             self._close_after = True
             self._respond(refusal.status, refusal.body(), refusal.retry_after)
             return
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
+        self._idle_since = None
         self._transport = None
         self._buf = b""
         transport.write(handshake_response(headers["sec-websocket-key"]))
@@ -226,30 +222,27 @@ class FrontProtocol(asyncio.Protocol):
         if self._buf:
             self._next()
         if not self._busy and self._transport is not None:
-            self._arm_idle()
+            self._idle_since = time.monotonic()
 
     def close(self) -> None:
         """Close the client connection (proxy shutting down)."""
         if self._transport is not None:
             self._transport.close()
 
-    # -- helpers ------------------------------------------------------------------------
-    def _arm_idle(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._idle = loop.call_later(_IDLE_SEC, self._close_idle)
-
-    def _close_idle(self) -> None:
-        if not self._busy and self._transport is not None:
+    def close_if_idle(self, now: float, idle_sec: float) -> None:
+        """Close the connection if it has waited for a request longer than ``idle_sec``."""
+        since = self._idle_since
+        if since is not None and now - since > idle_sec and self._transport is not None:
             self._transport.close()
+
+    # -- helpers ------------------------------------------------------------------------
 
     def _hand_off(self) -> None:
         """Give this connection (and what it has buffered) to aiohttp."""
         transport = self._transport
         if transport is None:
             return
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
+        self._idle_since = None
         self._transport = None
         protocol = self._fallback()
         transport.set_protocol(protocol)

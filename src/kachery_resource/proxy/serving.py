@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
+import time
 import weakref
 from dataclasses import dataclass
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from . import fastpath
 from .fastpath import FrontProtocol
 from .state import STATE
 
@@ -33,8 +36,12 @@ class RunningProxy:
     runner: web.AppRunner
     server: asyncio.Server
     clients: weakref.WeakSet[FrontProtocol]
+    sweeper: asyncio.Task[None]
 
     async def stop(self) -> None:
+        self.sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.sweeper
         self.server.close()
         for client in list(self.clients):
             client.close()
@@ -62,7 +69,19 @@ async def start_proxy(app: web.Application, host: str, port: int) -> RunningProx
 
     server = await loop.create_server(accept, host, port, reuse_address=True, backlog=1024)
     bound = server.sockets[0].getsockname()[1]
-    return RunningProxy(f"http://{host}:{bound}", runner, server, clients)
+    sweeper = asyncio.create_task(_sweep_idle(clients))
+    return RunningProxy(f"http://{host}:{bound}", runner, server, clients, sweeper)
+
+
+async def _sweep_idle(clients: weakref.WeakSet[FrontProtocol]) -> None:
+    """Close keep-alive connections idle longer than ``fastpath.IDLE_SEC`` (one sweep every
+    fifth of it, rather than a timer armed and cancelled for every request)."""
+    while True:
+        idle_sec = fastpath.IDLE_SEC
+        await asyncio.sleep(idle_sec / 5)
+        now = time.monotonic()
+        for client in list(clients):
+            client.close_if_idle(now, idle_sec)
 
 
 async def serve_proxy(app: web.Application, host: str, port: int) -> None:
