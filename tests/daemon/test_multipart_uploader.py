@@ -267,6 +267,9 @@ def test_part_size_choice_and_settings() -> None:
     assert MultipartSettings.from_mapping({"resourceName": "x"}).part_size == 64 * MIB
     with pytest.raises(ConfigError, match="multipartParallelParts"):
         MultipartSettings.from_mapping({"multipartParallelParts": 0})
+    assert MultipartSettings.from_mapping({}).parallel_bodies == 1
+    with pytest.raises(ConfigError, match="multipartParallelBodies"):
+        MultipartSettings.from_mapping({"multipartParallelBodies": 0})
 
 
 def test_journal_survives_reopen(tmp_path: Path) -> None:

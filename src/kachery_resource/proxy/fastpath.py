@@ -236,7 +236,6 @@ class FrontProtocol(asyncio.Protocol):
             self._transport.close()
 
     # -- helpers ------------------------------------------------------------------------
-
     def _hand_off(self) -> None:
         """Give this connection (and what it has buffered) to aiohttp."""
         transport = self._transport
