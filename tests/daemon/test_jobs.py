@@ -21,15 +21,20 @@ class FakeUploader:
         self.in_bucket = in_bucket or set()
         self.fail = fail or set()
         self.started: list[str] = []
+        self.asked: list[str] = []
         self.release = asyncio.Event()
         self.running = 0
         self.max_running = 0
 
     async def is_in_bucket(self, sha1: str) -> bool:
+        self.asked.append(sha1)
         await asyncio.sleep(0)
         return sha1 in self.in_bucket
 
-    async def upload(self, local: LocalFile, progress: Callable[[int], None]) -> None:
+    async def upload(self, local: LocalFile, progress: Callable[[int], None]) -> bool:
+        if local.sha1 in self.in_bucket:  # the gateway's initiate: alreadyExists
+            progress(local.size)
+            return False
         self.started.append(local.sha1)
         self.running += 1
         self.max_running = max(self.max_running, self.running)
@@ -41,6 +46,7 @@ class FakeUploader:
             progress(local.size - local.size // 2)
         finally:
             self.running -= 1
+        return True
 
 
 def resolver(known: dict[str, int], changed: set[str] | None = None):  # type: ignore[no-untyped-def]
@@ -112,6 +118,25 @@ async def test_in_bucket_completes_without_upload_and_not_found() -> None:
     nf = await jobs.request(H[1], 1)
     assert nf.status is UploadState.NOT_FOUND and nf.size is None
     assert up.started == []
+    await jobs.close()
+
+
+async def test_bucket_is_asked_first_only_when_the_job_must_wait_for_a_slot() -> None:
+    up = FakeUploader(in_bucket={H[1]})
+    jobs = JobManager(resolver({H[0]: 5, H[1]: 5, H[2]: 5}), up, 1)
+    busy = asyncio.create_task(jobs.request(H[0], 5))
+    await asyncio.sleep(0.05)
+    assert up.started == [H[0]] and up.asked == []  # a free slot: straight to the upload
+    # the slot is taken: the bucket is asked, and a file it has does not wait in the queue
+    there = await jobs.request(H[1], 1)
+    assert there.status is UploadState.COMPLETED and there.bytesUploaded == 5
+    assert up.asked == [H[1]]
+    queued = await jobs.request(H[2], 0.05)
+    assert queued.status is UploadState.QUEUED and up.asked == [H[1], H[2]]
+    up.release.set()
+    assert (await busy).status is UploadState.COMPLETED
+    assert (await jobs.request(H[2], 5)).status is UploadState.COMPLETED
+    assert up.started == [H[0], H[2]]
     await jobs.close()
 
 

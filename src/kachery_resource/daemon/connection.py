@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 
 from ..config import ResourceConfig
+from ..env_proxy import proxy_for
 from ..errors import InvalidUriError, ProtocolError
 from ..messages import Initialize, UploadState, dumps
 from ..uri import parse_sha1_uri
@@ -123,9 +124,10 @@ class ProxyConnection:
         try:
             # Connection: close, so that the WebSocket opens a connection of its own,
             # which the proxy serves on its lean path rather than as a reused HTTP one
+            url = f"{self.config.proxyUrl}/api/info"
             async with self._session.get(
-                f"{self.config.proxyUrl}/api/info", timeout=aiohttp.ClientTimeout(total=10),
-                headers={"Connection": "close"},
+                url, timeout=aiohttp.ClientTimeout(total=10), headers={"Connection": "close"},
+                proxy=proxy_for(url),
             ) as resp:
                 if resp.status != 200:
                     return 1
@@ -140,7 +142,7 @@ class ProxyConnection:
         url = websocket_url(self.config.proxyUrl)
         log.debug("connecting to %s (protocol %d)", url, self.protocol)
         async with self._session.ws_connect(
-            url, heartbeat=self._heartbeat, max_msg_size=4 * 1024 * 1024
+            url, heartbeat=self._heartbeat, max_msg_size=4 * 1024 * 1024, proxy=proxy_for(url)
         ) as ws:
             init = Initialize(
                 type="initialize",

@@ -11,6 +11,10 @@ A job goes through the states of :class:`UploadState`::
       ├──► COMPLETED      (the gateway already has the object)
       └──► ERROR          (the linked file changed or cannot be read)
 
+The gateway is asked whether it has the object before the job waits for a slot; with a
+slot free the upload's own first call answers that (``initiateFileUpload`` reports an
+object that exists), so a cold request makes one gateway round trip fewer.
+
 Finished NOT_FOUND/ERROR jobs are forgotten at once (the next request looks again);
 COMPLETED jobs are remembered for ``keep_completed_sec`` so repeated polls answer at once.
 """
@@ -41,7 +45,9 @@ class Uploader(Protocol):
 
     async def is_in_bucket(self, sha1: str) -> bool: ...
 
-    async def upload(self, local: LocalFile, progress: Callable[[int], None]) -> None: ...
+    async def upload(self, local: LocalFile, progress: Callable[[int], None]) -> bool:
+        """Upload ``local``; False when the gateway already had it (nothing sent)."""
+        ...
 
 
 def now_ms() -> int:
@@ -180,18 +186,21 @@ class JobManager:
                 return
             path = local.path
             job.size = local.size
-            if await self._uploader.is_in_bucket(job.sha1):
+            if self._slots.locked() and await self._uploader.is_in_bucket(job.sha1):
                 job.finish(UploadState.COMPLETED)
                 log.info("upload sha1://%s size=%d already in bucket", job.sha1, local.size)
                 return
             async with self._slots:
                 self._mark_running(job)
                 try:
-                    await self._uploader.upload(local, job.add_progress)
+                    sent = await self._uploader.upload(local, job.add_progress)
                 finally:
                     self.running -= 1
             job.finish(UploadState.COMPLETED)
-            _log_upload(job, "completed", time.monotonic() - t0)
+            if sent:
+                _log_upload(job, "completed", time.monotonic() - t0)
+            else:
+                log.info("upload sha1://%s size=%d already in bucket", job.sha1, local.size)
         except asyncio.CancelledError:
             job.finish(UploadState.ERROR, "the resource daemon stopped during the upload")
             _log_upload(job, "aborted", time.monotonic() - t0)

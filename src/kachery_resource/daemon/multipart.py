@@ -133,7 +133,8 @@ class MultipartUploader:
         """Whether ``local`` goes multipart (big enough, and the gateway supports it)."""
         return local.size > self.settings.threshold and await self.limits() is not None
 
-    async def upload(self, local: LocalFile, progress: Progress) -> None:
+    async def upload(self, local: LocalFile, progress: Progress) -> bool:
+        """Upload ``local`` in parts, resuming from the journal; False if the gateway had it."""
         limits = await self.limits()
         if limits is None:
             raise UploadFailedError(f"the gateway {self.api.gateway.url} has no multipart uploads")
@@ -144,7 +145,7 @@ class MultipartUploader:
         prepared = await self._resume_or_start(local, st.st_mtime_ns, limits)
         if prepared is None:
             progress(local.size)  # the gateway already has it
-            return
+            return False
         entry, done = prepared
         sender = PartSender(self, entry, local, progress, done)
         try:
@@ -161,6 +162,7 @@ class MultipartUploader:
                 await self._forget(entry)
             raise
         await self._forget(entry)
+        return True
 
     async def _resume_or_start(self, local: LocalFile, mtime_ns: int, limits: MultipartLimits
                                ) -> tuple[JournalEntry, dict[int, str]] | None:

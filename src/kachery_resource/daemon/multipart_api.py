@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 
+from ..env_proxy import proxy_for
 from ..errors import GatewayError
 from ..identity import signed_envelope
 from .upload import GATEWAY_TRANSIENT_STATUSES, GatewayClient, TransientError
@@ -61,7 +62,8 @@ class MultipartApi:
         """``GET /api/info`` ({} from a gateway that has none, like kachery-cloud's)."""
         url = f"{self.gateway.url}/api/info"
         try:
-            async with self.gateway.session.get(url, timeout=aiohttp.ClientTimeout(total=30)) as resp:
+            async with self.gateway.session.get(url, timeout=aiohttp.ClientTimeout(total=30),
+                                                proxy=proxy_for(url)) as resp:
                 if resp.status in GATEWAY_TRANSIENT_STATUSES:
                     raise TransientError(f"GET {url} answered {resp.status}")
                 if resp.status != 200:
@@ -103,8 +105,9 @@ class MultipartApi:
                     **fields: Any) -> dict[str, Any]:
         g = self.gateway
         payload = {"type": what, "hashAlg": "sha1", "hash": sha1, "zone": g.zone, **fields}
+        url = f"{g.url}/api/gateway"
         try:
-            async with g.session.post(f"{g.url}/api/gateway", json=signed_envelope(g.keys, payload),
+            async with g.session.post(url, json=signed_envelope(g.keys, payload), proxy=proxy_for(url),
                                       timeout=aiohttp.ClientTimeout(total=timeout_sec)) as resp:
                 text = await resp.text()
                 status = resp.status

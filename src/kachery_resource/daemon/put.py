@@ -21,9 +21,9 @@ import socket
 import ssl
 import threading
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator
 
+from ..env_proxy import proxy_for
 from ..errors import FileChangedError, IntegrityError, UploadFailedError
 from ..store import LocalFile
 
@@ -147,12 +147,10 @@ def open_connection(url: str) -> tuple[http.client.HTTPConnection, str]:
         raise UploadFailedError(f"the gateway gave an upload URL that is not http(s): {url[:100]}")
     host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
     target = parts.path + (f"?{parts.query}" if parts.query else "")
-    proxy = urllib.request.getproxies().get(parts.scheme)
-    if proxy and urllib.request.proxy_bypass(host):
-        proxy = None
+    proxy = proxy_for(url)
     context = ssl.create_default_context()
     if proxy:
-        p = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        p = urllib.parse.urlsplit(proxy)
         conn: http.client.HTTPConnection
         if parts.scheme == "https":
             conn = http.client.HTTPSConnection(p.hostname or "", p.port or 8080, timeout=TIMEOUT_SEC,

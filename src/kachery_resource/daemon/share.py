@@ -63,7 +63,7 @@ async def serve(config: ResourceConfig, store: LocalStore, keys: ClientKeys, gat
     multipart_settings = MultipartSettings.from_mapping(config.model_extra)
     journal = UploadJournal.in_state_dir(state_dir) if state_dir is not None else None
     connector = aiohttp.TCPConnector(limit=100)
-    async with aiohttp.ClientSession(connector=connector, trust_env=True) as session:
+    async with aiohttp.ClientSession(connector=connector) as session:
         gateway = GatewayClient(session, gateway_url, keys, config.zone)
         await check_registration(gateway)
 

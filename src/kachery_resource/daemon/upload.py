@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 
+from ..env_proxy import proxy_for
 from ..errors import GatewayError, IntegrityError, UploadFailedError
 from ..identity import ClientKeys, signed_envelope
 from ..store import LocalFile
@@ -70,9 +71,10 @@ class GatewayClient:
     async def call(self, payload: dict[str, Any]) -> dict[str, Any]:
         body = signed_envelope(self.keys, payload)
         what = str(payload.get("type"))
+        url = f"{self.url}/api/gateway"
         try:
             async with self.session.post(
-                f"{self.url}/api/gateway", json=body, timeout=aiohttp.ClientTimeout(total=60)
+                url, json=body, timeout=aiohttp.ClientTimeout(total=60), proxy=proxy_for(url)
             ) as resp:
                 text = await resp.text()
                 if resp.status != 200:
@@ -159,10 +161,13 @@ class GatewayUploader:
     async def is_in_bucket(self, sha1: str) -> bool:
         return await with_retries(f"findFile sha1://{sha1}", lambda: self.gateway.find_file(sha1))
 
-    async def upload(self, local: LocalFile, progress: Callable[[int], None]) -> None:
+    async def upload(self, local: LocalFile, progress: Callable[[int], None]) -> bool:
+        """Upload ``local`` unless the gateway has it (then False, and nothing is sent)."""
         if self.multipart is not None and await self.multipart.wants(local):
-            await self.multipart.upload(local, progress)  # retries per part, resumable
-            return
+            if await self.is_in_bucket(local.sha1):  # before resuming or starting parts
+                progress(local.size)
+                return False
+            return await self.multipart.upload(local, progress)  # retries per part, resumable
         sent = 0
 
         def counted(n: int) -> None:
@@ -170,25 +175,26 @@ class GatewayUploader:
             sent += n
             progress(n)
 
-        async def attempt() -> None:
+        async def attempt() -> bool:
             nonlocal sent
             if sent:
                 progress(-sent)  # a retry starts from zero again
                 sent = 0
-            await self._upload_once(local, counted)
+            return await self._upload_once(local, counted)
 
-        await with_retries(f"upload of sha1://{local.sha1}", attempt)
+        return await with_retries(f"upload of sha1://{local.sha1}", attempt)
 
-    async def _upload_once(self, local: LocalFile, progress: Callable[[int], None]) -> None:
+    async def _upload_once(self, local: LocalFile, progress: Callable[[int], None]) -> bool:
         target = await self.gateway.initiate(local.sha1, local.size)
         if target.already_exists:
             progress(local.size)
-            return
+            return False
         if local.size <= SMALL_FILE:
             await self._put_small(local, target.url, progress)
         else:
             await self._put(local, target.url, progress)
         await self.gateway.finalize(local.sha1, local.size, target.object_key)
+        return True
 
     async def _put_small(self, local: LocalFile, url: str, progress: Callable[[int], None]) -> None:
         """A small file in one piece on the event loop (keep-alive connection, no thread)."""
@@ -201,7 +207,7 @@ class GatewayUploader:
             )
         try:
             async with self.gateway.session.put(
-                url, data=data, timeout=aiohttp.ClientTimeout(total=120)
+                url, data=data, timeout=aiohttp.ClientTimeout(total=120), proxy=proxy_for(url)
             ) as resp:
                 text = await resp.text()
         except (aiohttp.ClientError, TimeoutError) as exc:
