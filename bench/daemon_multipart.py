@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import os
 import secrets
@@ -34,47 +33,15 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import requests
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kachery_resource.identity import ClientKeys, signed_envelope  # noqa: E402
+from bench.helpers import MIB, gateway_call, make_file, peak_rss_mb  # noqa: E402
+from kachery_resource.identity import ClientKeys  # noqa: E402
 from kachery_resource.store import LocalFile, LocalStore  # noqa: E402
 from tests.daemon.mp_stack import mp_stack, start_mp_daemon  # noqa: E402
 from tests.daemon.stack import add_client, request_file  # noqa: E402
 from tests.servers import S3Server, seaweedfs, start_cli  # noqa: E402
-
-MIB = 1024 * 1024
-
-
-def peak_rss_mb(pid: int | str = "self") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def make_file(path: Path, size: int) -> str:
-    """``size`` bytes: a 64 MiB random block repeated, each copy stamped with its index."""
-    digest = hashlib.sha1()
-    block = secrets.token_bytes(64 * MIB)
-    with open(path, "wb") as f:
-        left, n = size, 0
-        while left > 0:
-            chunk = (n.to_bytes(8, "big") + block[8:])[: min(len(block), left)]
-            f.write(chunk)
-            digest.update(chunk)
-            left -= len(chunk)
-            n += 1
-    return digest.hexdigest()
-
-
-def gateway_call(url: str, keys: ClientKeys, payload: dict[str, Any]) -> dict[str, Any]:
-    resp = requests.post(f"{url}/api/gateway", json=signed_envelope(keys, payload), timeout=1800)
-    assert resp.status_code == 200, resp.text
-    data: dict[str, Any] = resp.json()
-    return data
 
 
 def curl_upload(gateway: str, keys: ClientKeys, path: Path, sha1: str, size: int) -> tuple[float, float]:

@@ -6,7 +6,7 @@ gateway's S3 backend) it asks the gateway for two fresh signed upload URLs and P
 file of ``--size-mib`` to each: one with ``curl -T``, one with the daemon's own upload
 code (``GatewayUploader._put``: read + sha1 + send in one pass) in a fresh process whose
 peak RSS is reported. Then a real ``kachery-resource share`` process uploads a third
-file end to end (request → findFile → initiate → PUT → verified finalize), timed from
+file end to end (request → initiate → PUT → verified finalize), timed from
 the client's request to ``completed``, with the daemon's peak RSS.
 
 Finally the cold fetch of a 1 KB file end to end on the local backend: client request →
@@ -31,47 +31,19 @@ import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.helpers import gateway_call, make_file, peak_rss_mb  # noqa: E402
 from kachery_resource.identity import ClientKeys, signed_envelope  # noqa: E402
 from kachery_resource.store import LocalFile, LocalStore  # noqa: E402
 from tests.daemon.stack import add_client, request_file, start_daemon  # noqa: E402
 from tests.servers import seaweedfs, start_cli  # noqa: E402
 
 SECRET = "bench-" + secrets.token_hex(6)
-
-
-def peak_rss_mb(pid: int | str = "self") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def make_file(path: Path, size: int) -> str:
-    digest = hashlib.sha1()
-    block = secrets.token_bytes(8 * 1024 * 1024)
-    with open(path, "wb") as f:
-        left, n = size, 0
-        while left > 0:
-            chunk = (n.to_bytes(8, "big") + block)[: min(len(block), left)]
-            f.write(chunk)
-            digest.update(chunk)
-            left -= len(chunk)
-            n += 1
-    return digest.hexdigest()
-
-
-def gateway_call(url: str, keys: ClientKeys, payload: dict[str, Any]) -> dict[str, Any]:
-    resp = requests.post(f"{url}/api/gateway", json=signed_envelope(keys, payload), timeout=600)
-    resp.raise_for_status()
-    data: dict[str, Any] = resp.json()
-    return data
 
 
 def signed_put_url(gateway: str, keys: ClientKeys, sha1: str, size: int) -> tuple[str, str]:
@@ -195,7 +167,7 @@ def bench_cold_fetch(gateway: str, proxy: str, keys: ClientKeys, workdir: Path, 
               if (m := re.search(r"→ completed in (\d+) ms", line))][3:]
     row = (f"| cold fetch of a 1 KB file, end to end (local-directory bucket), n={n} | "
            f"p50 {p50:.1f} ms, p90 {p90:.1f} ms | daemon's share (request in → answer out, "
-           f"incl. findFile+initiate+PUT+finalize): p50 {statistics.median(inside):.0f} ms |")
+           f"incl. initiate+PUT+finalize): p50 {statistics.median(inside):.0f} ms |")
     print(row, flush=True)
     return row
 

@@ -32,9 +32,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import requests  # noqa: E402
 
-from kachery_resource.identity import ClientKeys, signed_envelope  # noqa: E402
+from bench.helpers import gateway_call, make_file, peak_rss_mb  # noqa: E402
+from kachery_resource.identity import ClientKeys  # noqa: E402
 from tests.servers import start_cli  # noqa: E402
 
 STORE = """
@@ -61,15 +61,6 @@ print(json.dumps({"path": path, "seconds": t}))
 """
 
 
-def make_file(path: Path, size: int) -> None:
-    with open(path, "wb") as f:
-        left = size
-        while left:
-            n = min(left, 16 << 20)
-            f.write(os.urandom(n))
-            left -= n
-
-
 def time_copy(command: list[str], dst: Path, runs: int = 3) -> float:
     """Median seconds of ``command`` (which writes ``dst``) over ``runs`` runs."""
     times = []
@@ -88,14 +79,6 @@ def kachery_cloud(script: str, args: list[str], env: dict[str, str], cwd: Path) 
     if done.returncode != 0:
         raise SystemExit(f"kachery-cloud failed:\n{done.stdout}\n{done.stderr}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
-
-
-def gateway_call(url: str, keys: ClientKeys, payload: dict[str, object]) -> dict[str, object]:
-    resp = requests.post(f"{url}/api/gateway", json=signed_envelope(keys, {**payload, "zone": "default"}),
-                         timeout=600)
-    if resp.status_code != 200:
-        raise SystemExit(f"{payload['type']} failed: {resp.status_code} {resp.text}")
-    return dict(resp.json())
 
 
 def curl_upload(url: str, keys: ClientKeys, src: Path, sha1: str) -> tuple[float, float, float]:
@@ -121,13 +104,6 @@ def curl_upload(url: str, keys: ClientKeys, src: Path, sha1: str) -> tuple[float
     get_s = time.perf_counter() - t
     src.with_suffix(".curl").unlink()
     return put_s, finalize_s, get_s
-
-
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def record(doc: Path, text: str) -> None:
@@ -174,7 +150,7 @@ def main() -> None:
                                    {**env, "KACHERY_CLOUD_DIR": str(work / "kc-down")}, work)
             curl_put_s, curl_fin_s, curl_get_s = curl_upload(gateway.url, keys, src,
                                                  str(stored["uri"]).removeprefix("sha1://"))
-            rss = peak_rss_mib(gateway.proc.pid)
+            rss = peak_rss_mb(gateway.proc.pid)
         finally:
             gateway.stop()
         if Path(str(loaded["path"])).stat().st_size != size:
