@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import time
@@ -22,6 +21,7 @@ import urllib.parse
 from typing import Any
 
 import aiohttp
+import orjson
 
 from ..config import ResourceConfig
 from ..env_proxy import proxy_for
@@ -171,7 +171,7 @@ class ProxyConnection:
                 "the resource name, proxySecret, zone, and that no other daemon serves this name"
             )
         try:
-            data = json.loads(msg.data)
+            data = orjson.loads(msg.data)
         except ValueError:
             data = None
         if not (isinstance(data, dict) and data.get("type") == "acknowledge"):
@@ -192,8 +192,8 @@ class ProxyConnection:
                     log.warning("websocket error: %s", ws.exception())
                 continue
             try:
-                data = json.loads(msg.data)
-            except ValueError:
+                data = orjson.loads(msg.data)
+            except ValueError:  # orjson.JSONDecodeError is a ValueError
                 log.warning("ignored a message that is not JSON: %.200r", msg.data)
                 continue
             kind = data.get("type") if isinstance(data, dict) else None

@@ -1,7 +1,7 @@
 """The daemon's hot path on the wire: read a ``requestFromClient``, write a ``responseToClient``.
 
-Every relayed request passes through here, so these are plain dict checks and one shared
-JSON encoder instead of the pydantic models of :mod:`kachery_resource.messages`; those
+Every relayed request passes through here, so these are plain dict checks and orjson
+instead of the pydantic models of :mod:`kachery_resource.messages`; those
 stay the reference, and a unit test pins that both accept the same messages and that
 :func:`response_json` equals ``messages.dumps(ResponseToClient(...))``. Numbers must be
 JSON numbers here (the models would also take numeric strings).
@@ -9,9 +9,10 @@ JSON numbers here (the models would also take numeric strings).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from ..errors import ProtocolError
 
@@ -19,7 +20,10 @@ MAX_WAIT_SEC = 25.0  # never hold a request longer than common load-balancer lim
 ANSWER_MARGIN_SEC = 1.0  # answer this long before the proxy's own timeout
 MAX_NAME = 200
 MAX_URI = 2048
-_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _encode(message: dict[str, Any]) -> str:
+    return orjson.dumps(message).decode()
 
 
 @dataclass(frozen=True, slots=True)

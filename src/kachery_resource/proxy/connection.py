@@ -109,8 +109,8 @@ class DaemonConnection:
             del self.pending[request_id]
         return client_envelope(reply)
 
-    def send(self, text: str) -> None:
-        """Queue one text message for the daemon; raise ConnectionResetError if closed.
+    def send(self, message: bytes) -> None:
+        """Queue one message (UTF-8 JSON) for the daemon; raise ConnectionResetError if closed.
 
         Every message queued in the same event-loop iteration goes out in one write (one
         system call), as complete, unmasked WebSocket text frames (RFC 6455 section 5.2), so
@@ -121,7 +121,7 @@ class DaemonConnection:
         if self._outbox is None:
             self._outbox = []
             asyncio.get_running_loop().call_soon(self._flush)
-        self._outbox.append(text_frame(text.encode("utf-8")))
+        self._outbox.append(text_frame(message))
 
     def _flush(self) -> None:
         frames, self._outbox = self._outbox, None

@@ -203,7 +203,7 @@ class FrontProtocol(asyncio.Protocol):
         transport = self._transport
         if transport is None:
             return
-        body = compact_json(payload).encode()
+        body = compact_json(payload)
         extra = f"Retry-After: {retry_after}\r\n" if retry_after is not None else ""
         if self._close_after:
             extra += "Connection: close\r\n"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 
@@ -13,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .errors import ProxyRefusal
 from .state import STATE, ProxyState
-from .wire import clamp_waits, parse_client_body
+from .wire import clamp_waits, compact_json, parse_client_body
 
 try:
     from importlib.metadata import version as _version
@@ -26,8 +25,8 @@ JSON = "application/json"
 
 
 def json_response(body: object, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(body, separators=(",", ":")), status=status,
-                        content_type=JSON)
+    return web.Response(body=compact_json(body), status=status, content_type=JSON,
+                        charset="utf-8")
 
 
 async def post_resource(request: web.Request) -> web.Response:
