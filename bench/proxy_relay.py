@@ -12,6 +12,10 @@ Runs, on 127.0.0.1, `kachery-resource proxy` and a daemon that answers `not-foun
   --ws-python to a Python that has it), proxy RSS before/after;
 - fan-in: `fanin.py --mode raw --n 200`, median of --runs runs.
 
+With `--against REV` it instead compares this checkout with commit REV's code: both
+stacks run side by side and their wrk runs alternate (ABBA), --runs rounds per daemon and
+connection count, so a host whose speed drifts moves both sides alike.
+
 Prints a Markdown report with the baseline beside each number and a JSON line
 (`PROXYBENCH {...}`). Usage:
   bench/proxy_relay.py [--daemons ours,minimal] [--duration 10] [--runs 3]
@@ -29,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,13 +84,18 @@ def proctree(shared: Path, *args: str) -> str:
 ACCESS_LOG = ["off"]
 
 
-def start_proxy() -> tuple[subprocess.Popen[str], str]:
+def code_env(src: Path | None) -> dict[str, str]:
+    """Environment that runs the kachery_resource package in ``src`` (None: this checkout)."""
+    return {} if src is None else {"PYTHONPATH": str(src)}
+
+
+def start_proxy(src: Path | None = None) -> tuple[subprocess.Popen[str], str]:
     return start([str(BIN / "kachery-resource"), "proxy", "--host", "127.0.0.1", "--port", "0",
                   "--access-log", ACCESS_LOG[0], "--max-connections-per-ip", "0"],
-                 r"(http://127\.0\.0\.1:\d+)", {"PROXY_SECRET": SECRET})
+                 r"(http://127\.0\.0\.1:\d+)", {"PROXY_SECRET": SECRET, **code_env(src)})
 
 
-def start_daemon(kind: str, url: str, workdir: Path) -> subprocess.Popen[str]:
+def start_daemon(kind: str, url: str, workdir: Path, src: Path | None = None) -> subprocess.Popen[str]:
     if kind == "minimal":
         proc, _ = start([sys.executable, str(ROOT / "bench" / "proxy_notfound_daemon.py"),
                          "--url", url, "--secret", SECRET], r"(READY)")
@@ -101,7 +111,7 @@ def start_daemon(kind: str, url: str, workdir: Path) -> subprocess.Popen[str]:
     proc, _ = start([str(BIN / "kachery-resource"), "share", "--config", str(config)],
                     r"KACHERY_RESOURCE_URL=(\S+)",
                     {"KACHERY_CLOUD_DIR": str(kc), "KACHERY_CLOUD_CLIENT_ID": keys.client_id,
-                     "KACHERY_CLOUD_PRIVATE_KEY": keys.private_key_hex})
+                     "KACHERY_CLOUD_PRIVATE_KEY": keys.private_key_hex, **code_env(src)})
     return proc
 
 
@@ -173,6 +183,49 @@ def relay(shared: Path, kind: str, conns_list: list[int], duration: int, runs: i
             stop(daemon)
             stop(proxy)
     return results
+
+
+def compare(shared: Path, kind: str, conns: int, duration: int, rounds: int, rev: str) -> str:
+    """This checkout against commit ``rev``: both stacks (proxy and daemon) run side by side,
+    and their wrk runs alternate (ABBA), so that a host whose speed drifts, as these VMs'
+    does, moves both sides alike. Returns a Markdown table of the paired rounds."""
+    rows, ratios, ours_rps, base_rps = [], [], [], []
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        tree = Path(tmp) / "baseline"
+        tree.mkdir()
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "src"], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+        urls, pids = {}, {}
+        for side, src in (("this", None), ("base", tree / "src")):
+            proxy, url = start_proxy(src)
+            stack.callback(stop, proxy)
+            (Path(tmp) / side).mkdir()
+            daemon = start_daemon(kind, url, Path(tmp) / side, src)
+            stack.callback(stop, daemon)
+            urls[side], pids[side] = url, {"proxy": proxy.pid, "daemon": daemon.pid}
+            wrk(shared, url, 10, 2, {})  # warm-up
+        for n in range(rounds):
+            got = {}
+            for side in ("this", "base") if n % 2 == 0 else ("base", "this"):
+                proctree(shared, "waitidle", "60", "20")
+                got[side] = wrk(shared, urls[side], conns, duration, pids[side])
+            ratio = got["this"]["rps"] / got["base"]["rps"]
+            ratios.append(ratio)
+            ours_rps.append(got["this"]["rps"])
+            base_rps.append(got["base"]["rps"])
+            rows.append(f"| {n + 1} | {got['this']['rps']:,.0f} | {got['base']['rps']:,.0f} | "
+                        f"{ratio:.2f} | {got['this']['lat_p99_us'] / 1000:.1f} / "
+                        f"{got['base']['lat_p99_us'] / 1000:.1f} |")
+            print(f"# {kind} c={conns} round {n + 1}: this {got['this']['rps']:,.0f}, "
+                  f"{rev} {got['base']['rps']:,.0f} req/s", file=sys.stderr, flush=True)
+    head = [f"| round | this checkout req/s | {rev} req/s | ratio | p99 ms this / {rev} |",
+            "|---|---|---|---|---|"]
+    tail = (f"\n\n{kind} daemon, {conns} connections, {rounds} rounds of {duration} s: median "
+            f"ratio **{statistics.median(ratios):.2f}** (range {min(ratios):.2f}–{max(ratios):.2f}); "
+            f"median req/s {statistics.median(ours_rps):,.0f} against "
+            f"{statistics.median(base_rps):,.0f}.")
+    return "\n".join(head + rows) + tail
 
 
 def idle(shared: Path, ws_python: str, n: int) -> dict[str, object]:
@@ -257,8 +310,15 @@ def main() -> None:
     p.add_argument("--skip-fanin", action="store_true")
     p.add_argument("--ab", action="store_true", help="also run `ab -k` once per row (p50/p99)")
     p.add_argument("--access-log", default="off", help="proxy --access-log (off, -, FILE)")
+    p.add_argument("--against", metavar="REV", default=None,
+                   help="instead: alternate runs against commit REV's code, side by side")
     a = p.parse_args()
     ACCESS_LOG[0] = a.access_log
+    if a.against:
+        for kind in (k for k in a.daemons.split(",") if k):
+            for c in (int(x) for x in a.conns.split(",") if x):
+                print(compare(a.shared, kind, c, a.duration, a.runs, a.against) + "\n", flush=True)
+        return
     conns = [int(x) for x in a.conns.split(",") if x]
     rel = {kind: relay(a.shared, kind, conns, a.duration, a.runs, a.ab)
            for kind in a.daemons.split(",") if kind}
