@@ -215,6 +215,38 @@ async def wait_consumed(client: Client, up: dict[str, Any], count: int) -> None:
     raise AssertionError(f"the frontier did not reach part {count}")
 
 
+async def test_local_idle_upload_holds_no_open_file(local_app: tuple[Client, Path],
+                                                    client_keys: ClientKeys,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """An upload whose parts stop coming closes its data file (abandoned uploads must not
+    pile up file descriptors until the sweep), and reopens it when parts come again."""
+    from kachery_resource.gateway.storage import assembly
+
+    monkeypatch.setattr(assembly, "IDLE_EXIT_SEC", 0.2)
+    client, _root = local_app
+    await register(client, client_keys)
+    data = os.urandom(3 * PART - 5)
+    up = await start(client, client_keys, data)
+    data_file = str(client.app[ZONES_KEY]["default"].storage.path(up["objectKey"]) / "data")
+
+    def open_on_data() -> int:
+        fds = Path("/proc/self/fd")
+        return sum(1 for fd in fds.iterdir() if os.path.realpath(fd) == data_file)
+
+    await put_parts(client, client_keys, up, data, [1, 2])
+    await wait_consumed(client, up, 2)
+    for _ in range(100):
+        if open_on_data() == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert open_on_data() == 0
+    await put_parts(client, client_keys, up, data, [3])
+    await wait_consumed(client, up, 3)
+    assert await finish(client, client_keys, up, len(data)) == (200, {"type": "completeMultipartUpload"})
+    found = await find(client, client_keys, up["hash"])
+    assert await (await client.session.get(found["url"])).read() == data
+
+
 async def test_local_resent_part_after_hashing(local_app: tuple[Client, Path],
                                                client_keys: ClientKeys) -> None:
     """Part 1 first arrives wrong and is hashed in order; sent again right, the hash is

@@ -9,7 +9,9 @@ for, and a marker that disappears means its range may have changed.
 
 A :class:`PartAssembly` — one per upload, in memory — keeps a "frontier": a thread reads
 parts 1, 2, 3, … of ``data`` in order as soon as the next marker is there and hashes
-them; a part counts only if its marker still exists after it was read. Completion (under
+them; a part counts only if its marker still exists after it was read. The thread, and
+its open ``data`` file, go away after ``IDLE_EXIT_SEC`` with nothing to hash, so uploads
+a client abandons cost no file descriptors until the sweep removes them. Completion (under
 an exclusive lock that waits out every writer, see ``local.py``) then :meth:`finish`-es
 with the authoritative marker names: it rewinds to the first part whose marker is not the
 one consumed (re-sent since, or no state at all after a gateway restart — a full pass)
@@ -101,8 +103,8 @@ class PartAssembly:
             with self._cond:
                 self._thread = None
                 self._cond.notify_all()
-                if self._closed:
-                    self._close_fd()
+                # an upload left idle (or abandoned until the sweep) holds no open file
+                self._close_fd()
 
     def _next_ready(self) -> str | None:
         """Under the lock: the marker of the next part to hash, or None (stop / nothing)."""
