@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from kachery_resource.config import ResourceConfig
-from kachery_resource.daemon.connection import ProxyConnection
+from kachery_resource.daemon.connection import ProxyConnection, websocket_url
 from kachery_resource.daemon.jobs import JobManager
 from kachery_resource.store import LocalFile
 
@@ -194,3 +194,12 @@ async def test_restarted_proxy_is_found_before_the_backoff_runs_out() -> None:
         await asyncio.gather(task, return_exceptions=True)
     await runner.cleanup()
     assert len(proxy.initialized) == 2 and took < 2.5
+
+
+@pytest.mark.parametrize(("proxy_url", "ws_url"), [
+    ("http://127.0.0.1:8080", "ws://127.0.0.1:8080/"),  # never an empty path
+    ("https://relay.example.org", "wss://relay.example.org/"),
+    ("https://example.org/kachery/proxy", "wss://example.org/kachery/proxy"),
+])
+def test_websocket_url(proxy_url: str, ws_url: str) -> None:
+    assert websocket_url(proxy_url) == ws_url

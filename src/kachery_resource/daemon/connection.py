@@ -40,12 +40,12 @@ PROBE_INTERVAL_SEC = 0.5  # while a refused proxy is away: how often to check it
 
 
 def websocket_url(proxy_url: str) -> str:
-    """``http://`` → ``ws://``, ``https://`` → ``wss://``; same host and path."""
-    if proxy_url.startswith("https://"):
-        return "wss://" + proxy_url[len("https://") :]
-    if proxy_url.startswith("http://"):
-        return "ws://" + proxy_url[len("http://") :]
-    return proxy_url
+    """``http://`` → ``ws://``, ``https://`` → ``wss://``; same host and path, and ``/`` for
+    no path (through an HTTP proxy the request names the whole URL, and an empty path
+    there is not the proxy's root to every server)."""
+    parts = urllib.parse.urlsplit(proxy_url)
+    scheme = {"https": "wss", "http": "ws"}.get(parts.scheme, parts.scheme)
+    return urllib.parse.urlunsplit((scheme, parts.netloc, parts.path or "/", parts.query, ""))
 
 
 class Backoff:

@@ -46,8 +46,11 @@ class Call:
         self.payload = payload
 
     def url_context(self) -> UrlContext:
-        """Base URL for URLs the gateway itself serves, as the caller sees the gateway."""
-        base = self.settings.public_url or f"{self.request.scheme}://{self.request.host}"
+        """Base URL for URLs the gateway itself serves, as the caller sees the gateway.
+
+        ``request.url``, not ``request.host``: a request that came through an HTTP proxy
+        names the whole URL, and aiohttp's host for it has no port."""
+        base = self.settings.public_url or str(self.request.url.origin())
         return UrlContext(base_url=base, zone=self.zone.name)
 
     async def uploader(self) -> ClientRecord:
