@@ -186,16 +186,14 @@ class JobManager:
                 return
             path = local.path
             job.size = local.size
-            if self._slots.locked() and await self._uploader.is_in_bucket(job.sha1):
-                job.finish(UploadState.COMPLETED)
-                log.info("upload sha1://%s size=%d already in bucket", job.sha1, local.size)
-                return
-            async with self._slots:
-                self._mark_running(job)
-                try:
-                    sent = await self._uploader.upload(local, job.add_progress)
-                finally:
-                    self.running -= 1
+            sent = False
+            if not (self._slots.locked() and await self._uploader.is_in_bucket(job.sha1)):
+                async with self._slots:
+                    self._mark_running(job)
+                    try:
+                        sent = await self._uploader.upload(local, job.add_progress)
+                    finally:
+                        self.running -= 1
             job.finish(UploadState.COMPLETED)
             if sent:
                 _log_upload(job, "completed", time.monotonic() - t0)
