@@ -11,10 +11,19 @@ Runs, on 127.0.0.1, `kachery-resource proxy` and a daemon that answers `not-foun
 - idle daemons: `ws_idle.py --n 1000` and `--n 5000` (needs the `websockets` package; pass
   --ws-python to a Python that has it), proxy RSS before/after;
 - fan-in: `fanin.py --mode raw --n 200`, median of --runs runs.
+(Idle and fan-in measure our proxy, and also the old model's when --daemons names it.)
 
 With `--against REV` it instead compares this checkout with commit REV's code: both
 stacks run side by side and their wrk runs alternate (ABBA), --runs rounds per daemon and
 connection count, so a host whose speed drifts moves both sides alike.
+
+`old-model` (as a daemon kind, or as REV) is `bench/old_model/`: a Node model of the old
+proxy's and daemon's relay path (Express + ws, every reply offered to every waiter,
+strict checks, a store lookup), written from BASELINE.md and RESOURCE-PROTOCOL.md, since
+the old programs cannot be installed here. `--daemons old-model` measures it alone (to
+hold it against BASELINE.md's numbers); `--against old-model` runs it side by side with
+this checkout, which gives the old-vs-new ratio of the same hour. Needs `node` and
+`npm install` in bench/old_model.
 
 Prints a Markdown report with the baseline beside each number and a JSON line
 (`PROXYBENCH {...}`). Usage:
@@ -44,6 +53,8 @@ BASE_P50_MS = {1: 0.56, 10: 2.1, 100: 24, 500: 92}
 BASE_AB = {1: (1625, 1, 1), 10: (4405, 2, 9), 100: (4961, 18, 57), 500: (4393, 106, 217)}
 BASE_IDLE = {1000: (66.9, 9.6, 0.61), 5000: (104.0, 9.6, 4.0)}
 BASE_FANIN_MS = 54
+OLD_MODEL = "old-model"
+OLD_MODEL_DIR = ROOT / "bench" / "old_model"
 
 
 def start(cmd: list[str], ready: str, env: dict[str, str] | None = None,
@@ -115,6 +126,51 @@ def start_daemon(kind: str, url: str, workdir: Path, src: Path | None = None) ->
     return proc
 
 
+def start_old_model(stack: ExitStack, workdir: Path) -> tuple[str, dict[str, int]]:
+    """The model of the old proxy and daemon (``bench/old_model``, Node), on an empty store."""
+    proxy, url = start_any_proxy(stack, OLD_MODEL)
+    daemon, _ = start(["node", str(OLD_MODEL_DIR / "daemon.js"), url, SECRET], r"(READY)",
+                      {"KACHERY_CLOUD_DIR": str(workdir / "kc")})
+    stack.callback(stop, daemon)
+    return url, {"proxy": proxy.pid, "daemon": daemon.pid}
+
+
+def start_any_proxy(stack: ExitStack, which: str) -> tuple[subprocess.Popen[str], str]:
+    """Our proxy, or the old model's (``which`` = old-model), stopped with ``stack``."""
+    if which != OLD_MODEL:
+        proxy, url = start_proxy()
+    elif not (OLD_MODEL_DIR / "node_modules").is_dir():
+        raise SystemExit(f"the old model needs its packages: cd {OLD_MODEL_DIR} && npm install")
+    else:
+        proxy, url = start(["node", str(OLD_MODEL_DIR / "proxy.js")], r"(http://127\.0\.0\.1:\d+)",
+                           {"PROXY_SECRET": SECRET, "PORT": "0"})
+    stack.callback(stop, proxy)
+    return proxy, url
+
+
+def start_stack(stack: ExitStack, kind: str, workdir: Path,
+                src: Path | None = None) -> tuple[str, dict[str, int]]:
+    """A proxy and a daemon of ``kind`` (ours, minimal, old-model), stopped with ``stack``;
+    returns the proxy URL and the processes' pids."""
+    if kind == OLD_MODEL:
+        return start_old_model(stack, workdir)
+    proxy, url = start_proxy(src)
+    stack.callback(stop, proxy)
+    daemon = start_daemon(kind, url, workdir, src)
+    stack.callback(stop, daemon)
+    return url, {"proxy": proxy.pid, "daemon": daemon.pid}
+
+
+def checkout(rev: str, tmp: str) -> Path:
+    """The ``src`` tree of commit ``rev``, extracted under ``tmp``."""
+    tree = Path(tmp) / "baseline"
+    tree.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "src"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree / "src"
+
+
 def wrk(shared: Path, url: str, conns: int, duration: int, pids: dict[str, int]) -> dict[str, float]:
     threads = 1 if conns < 2 else 2
     cpu0 = {k: float(proctree(shared, "cpu", str(p))) for k, p in pids.items()}
@@ -160,51 +216,37 @@ def ab(url: str, conns: int, duration: int) -> dict[str, float]:
 def relay(shared: Path, kind: str, conns_list: list[int], duration: int, runs: int,
           with_ab: bool) -> dict[int, dict[str, float]]:
     results: dict[int, dict[str, float]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        proxy, url = start_proxy()
-        daemon = start_daemon(kind, url, Path(tmp))
-        try:
-            wrk(shared, url, 10, 2, {})  # warm-up
-            for conns in conns_list:
-                samples = []
-                for _ in range(runs):
-                    proctree(shared, "waitidle", "60", "20")
-                    samples.append(wrk(shared, url, conns, duration,
-                                       {"proxy": proxy.pid, "daemon": daemon.pid}))
-                med = sorted(samples, key=lambda s: s["rps"])[len(samples) // 2]
-                med["rps_all"] = [s["rps"] for s in samples]  # type: ignore[assignment]
-                if with_ab:
-                    proctree(shared, "waitidle", "60", "20")
-                    med.update({f"ab_{k}": v for k, v in ab(url, conns, duration).items()})
-                results[conns] = med
-                print(f"# {kind} c={conns}: {med['rps_all']} req/s, p50 {med['lat_p50_us']} us",
-                      file=sys.stderr, flush=True)
-        finally:
-            stop(daemon)
-            stop(proxy)
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        url, pids = start_stack(stack, kind, Path(tmp))
+        wrk(shared, url, 10, 2, {})  # warm-up
+        for conns in conns_list:
+            samples = []
+            for _ in range(runs):
+                proctree(shared, "waitidle", "60", "20")
+                samples.append(wrk(shared, url, conns, duration, pids))
+            med = sorted(samples, key=lambda s: s["rps"])[len(samples) // 2]
+            med["rps_all"] = [s["rps"] for s in samples]  # type: ignore[assignment]
+            if with_ab:
+                proctree(shared, "waitidle", "60", "20")
+                med.update({f"ab_{k}": v for k, v in ab(url, conns, duration).items()})
+            results[conns] = med
+            print(f"# {kind} c={conns}: {med['rps_all']} req/s, p50 {med['lat_p50_us']} us",
+                  file=sys.stderr, flush=True)
     return results
 
 
 def compare(shared: Path, kind: str, conns: int, duration: int, rounds: int, rev: str) -> str:
-    """This checkout against commit ``rev``: both stacks (proxy and daemon) run side by side,
+    """This checkout against commit ``rev`` (or the old model): both stacks (proxy and daemon) run side by side,
     and their wrk runs alternate (ABBA), so that a host whose speed drifts, as these VMs'
     does, moves both sides alike. Returns a Markdown table of the paired rounds."""
     rows, ratios, ours_rps, base_rps = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
-        tree = Path(tmp) / "baseline"
-        tree.mkdir()
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "src"], check=True,
-                                 capture_output=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+        base_kind, base_src = (OLD_MODEL, None) if rev == OLD_MODEL else (kind, checkout(rev, tmp))
         urls, pids = {}, {}
-        for side, src in (("this", None), ("base", tree / "src")):
-            proxy, url = start_proxy(src)
-            stack.callback(stop, proxy)
+        for side, side_kind, src in (("this", kind, None), ("base", base_kind, base_src)):
             (Path(tmp) / side).mkdir()
-            daemon = start_daemon(kind, url, Path(tmp) / side, src)
-            stack.callback(stop, daemon)
-            urls[side], pids[side] = url, {"proxy": proxy.pid, "daemon": daemon.pid}
-            wrk(shared, url, 10, 2, {})  # warm-up
+            urls[side], pids[side] = start_stack(stack, side_kind, Path(tmp) / side, src)
+            wrk(shared, urls[side], 10, 2, {})  # warm-up
         for n in range(rounds):
             got = {}
             for side in ("this", "base") if n % 2 == 0 else ("base", "this"):
@@ -228,9 +270,9 @@ def compare(shared: Path, kind: str, conns: int, duration: int, rounds: int, rev
     return "\n".join(head + rows) + tail
 
 
-def idle(shared: Path, ws_python: str, n: int) -> dict[str, object]:
-    proxy, url = start_proxy()
-    try:
+def idle(shared: Path, ws_python: str, n: int, which: str) -> dict[str, object]:
+    with ExitStack() as stack:
+        proxy, url = start_any_proxy(stack, which)
         time.sleep(1)
         out = subprocess.run([ws_python, str(shared / "ws_idle.py"), "--url", "ws" + url[4:],
                               "--secret", SECRET, "--n", str(n), "--pid", str(proxy.pid)],
@@ -238,15 +280,13 @@ def idle(shared: Path, ws_python: str, n: int) -> dict[str, object]:
         line = next(x for x in out.splitlines() if x.startswith("WSJSON "))
         res: dict[str, object] = json.loads(line[7:])
         return res
-    finally:
-        stop(proxy)
 
 
-def fanin(shared: Path, runs: int) -> list[dict[str, object]]:
-    proxy, url = start_proxy()
-    daemon = start_daemon("minimal", url, Path("."))
+def fanin(shared: Path, runs: int, which: str) -> list[dict[str, object]]:
+    """``fanin.py`` against our proxy with the minimal daemon, or against the old model."""
     out = []
-    try:
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        url, _ = start_stack(stack, OLD_MODEL if which == OLD_MODEL else "minimal", Path(tmp))
         for _ in range(runs):
             proctree(shared, "waitidle", "60", "20")
             text = subprocess.run([sys.executable, str(shared / "fanin.py"), "--url", url,
@@ -254,9 +294,6 @@ def fanin(shared: Path, runs: int) -> list[dict[str, object]]:
                                   capture_output=True, text=True, check=True).stdout
             out.append(json.loads(next(x for x in text.splitlines()
                                        if x.startswith("FANJSON "))[8:]))
-    finally:
-        stop(daemon)
-        stop(proxy)
     return out
 
 
@@ -269,8 +306,9 @@ def _ab_cells(r: dict[str, float], c: int) -> str:
             f"({old[1]} / {old[2]})")
 
 
-def report(rel: dict[str, dict[int, dict[str, float]]], idles: dict[int, dict[str, object]],
-           fan: list[dict[str, object]]) -> str:
+def report(rel: dict[str, dict[int, dict[str, float]]],
+           idles: dict[str, dict[int, dict[str, object]]],
+           fans: dict[str, list[dict[str, object]]]) -> str:
     lines = ["| daemon | connections | req/s (median) | runs | ratio vs old | p50 ms (old) | "
              "p99 ms | non-2xx | CPU proxy / daemon % | ab -k: req/s (old) | ab p50 / p99 ms (old) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -282,16 +320,17 @@ def report(rel: dict[str, dict[int, dict[str, float]]], idles: dict[int, dict[st
                 f"| {r['lat_p99_us'] / 1000:.1f} | {int(r['non2xx'])} "
                 f"| {r['cpu_proxy_pct']:.0f} / {r['cpu_daemon_pct']:.0f} | {_ab_cells(r, c)} |")
     if idles:
-        lines += ["", "| idle daemons | acknowledged | RSS before → after | per daemon | old per daemon "
-                  "| time to accept all (old) |", "|---|---|---|---|---|---|"]
-        for n, r in idles.items():
-            before, after = int(r["rss_before_kb"]), int(r["rss_after_kb"])  # type: ignore[call-overload]
-            lines.append(f"| {n:,} | {r['ok']} | {before / 1024:.1f} → {after / 1024:.1f} MB | "
-                         f"{(after - before) / n:.1f} KB | {BASE_IDLE[n][1]} KB | "
-                         f"{r['connect_s']} s ({BASE_IDLE[n][2]} s) |")
-    if fan:
+        lines += ["", "| proxy | idle daemons | acknowledged | RSS before → after | per daemon "
+                  "| old per daemon | time to accept all (old) |", "|---|---|---|---|---|---|---|"]
+        for which, by_n in idles.items():
+            for n, got in by_n.items():
+                before, after = int(str(got["rss_before_kb"])), int(str(got["rss_after_kb"]))
+                lines.append(f"| {which} | {n:,} | {got['ok']} | {before / 1024:.1f} → "
+                             f"{after / 1024:.1f} MB | {(after - before) / n:.1f} KB | "
+                             f"{BASE_IDLE[n][1]} KB | {got['connect_s']} s ({BASE_IDLE[n][2]} s) |")
+    for which, fan in fans.items():
         walls = sorted(1000 * float(f["wall_s"]) for f in fan)  # type: ignore[arg-type]
-        lines += ["", f"Fan-in of 200 (`fanin.py --mode raw --n 200`): median "
+        lines += ["", f"Fan-in of 200 (`fanin.py --mode raw --n 200`), {which} proxy: median "
                   f"{statistics.median(walls):.0f} ms over {len(walls)} runs "
                   f"({', '.join(f'{w:.0f}' for w in walls)}), old proxy {BASE_FANIN_MS} ms; "
                   f"all answered 200: {all(f['ok'] == 200 for f in fan)}."]
@@ -311,7 +350,8 @@ def main() -> None:
     p.add_argument("--ab", action="store_true", help="also run `ab -k` once per row (p50/p99)")
     p.add_argument("--access-log", default="off", help="proxy --access-log (off, -, FILE)")
     p.add_argument("--against", metavar="REV", default=None,
-                   help="instead: alternate runs against commit REV's code, side by side")
+                   help="instead: alternate runs against commit REV's code (or old-model), "
+                        "side by side")
     a = p.parse_args()
     ACCESS_LOG[0] = a.access_log
     if a.against:
@@ -322,11 +362,13 @@ def main() -> None:
     conns = [int(x) for x in a.conns.split(",") if x]
     rel = {kind: relay(a.shared, kind, conns, a.duration, a.runs, a.ab)
            for kind in a.daemons.split(",") if kind}
-    idles = ({n: idle(a.shared, a.ws_python, n) for n in (int(x) for x in a.idle.split(",") if x)}
-             if a.ws_python else {})
-    fan = [] if a.skip_fanin else fanin(a.shared, a.runs)
-    print(report(rel, idles, fan))
-    print("PROXYBENCH " + json.dumps({"relay": rel, "idle": idles, "fanin": fan}, default=str))
+    proxies = ["ours"] + ([OLD_MODEL] if OLD_MODEL in rel else [])  # idle and fan-in
+    idles = ({which: {n: idle(a.shared, a.ws_python, n, which)
+                      for n in (int(x) for x in a.idle.split(",") if x)} for which in proxies}
+             if a.ws_python and a.idle else {})
+    fans = {} if a.skip_fanin else {which: fanin(a.shared, a.runs, which) for which in proxies}
+    print(report(rel, idles, fans))
+    print("PROXYBENCH " + json.dumps({"relay": rel, "idle": idles, "fanin": fans}, default=str))
 
 
 if __name__ == "__main__":
