@@ -11,7 +11,6 @@ Runs, on 127.0.0.1, `kachery-resource proxy` and a daemon that answers `not-foun
 - idle daemons: `ws_idle.py --n 1000` and `--n 5000` (needs the `websockets` package; pass
   --ws-python to a Python that has it), proxy RSS before/after;
 - fan-in: `fanin.py --mode raw --n 200`, median of --runs runs.
-(Idle and fan-in measure our proxy, and also the old model's when --daemons names it.)
 
 With `--against REV` it instead compares this checkout with commit REV's code: both
 stacks run side by side and their wrk runs alternate (ABBA), --runs rounds per daemon and
@@ -22,8 +21,11 @@ proxy's and daemon's relay path (Express + ws, every reply offered to every wait
 strict checks, a store lookup), written from BASELINE.md and RESOURCE-PROTOCOL.md, since
 the old programs cannot be installed here. `--daemons old-model` measures it alone (to
 hold it against BASELINE.md's numbers); `--against old-model` runs it side by side with
-this checkout, which gives the old-vs-new ratio of the same hour. Needs `node` and
-`npm install` in bench/old_model.
+this checkout, which gives the old-vs-new ratio of the same hour: with `--daemons ours`
+the model's daemon is on its side, with `--daemons minimal` the minimal daemon serves both
+proxies (the proxies alone). When --daemons names old-model, idle daemons and fan-in
+(with the minimal daemon) are measured on the model's proxy too.
+Needs `node` and `npm install` in bench/old_model.
 
 Prints a Markdown report with the baseline beside each number and a JSON line
 (`PROXYBENCH {...}`). Usage:
@@ -126,19 +128,12 @@ def start_daemon(kind: str, url: str, workdir: Path, src: Path | None = None) ->
     return proc
 
 
-def start_old_model(stack: ExitStack, workdir: Path) -> tuple[str, dict[str, int]]:
-    """The model of the old proxy and daemon (``bench/old_model``, Node), on an empty store."""
-    proxy, url = start_any_proxy(stack, OLD_MODEL)
-    daemon, _ = start(["node", str(OLD_MODEL_DIR / "daemon.js"), url, SECRET], r"(READY)",
-                      {"KACHERY_CLOUD_DIR": str(workdir / "kc")})
-    stack.callback(stop, daemon)
-    return url, {"proxy": proxy.pid, "daemon": daemon.pid}
-
-
-def start_any_proxy(stack: ExitStack, which: str) -> tuple[subprocess.Popen[str], str]:
-    """Our proxy, or the old model's (``which`` = old-model), stopped with ``stack``."""
+def start_any_proxy(stack: ExitStack, which: str,
+                    src: Path | None = None) -> tuple[subprocess.Popen[str], str]:
+    """Our proxy (code in ``src``, None: this checkout), or the old model's (``which`` =
+    old-model), stopped with ``stack``."""
     if which != OLD_MODEL:
-        proxy, url = start_proxy()
+        proxy, url = start_proxy(src)
     elif not (OLD_MODEL_DIR / "node_modules").is_dir():
         raise SystemExit(f"the old model needs its packages: cd {OLD_MODEL_DIR} && npm install")
     else:
@@ -148,15 +143,16 @@ def start_any_proxy(stack: ExitStack, which: str) -> tuple[subprocess.Popen[str]
     return proxy, url
 
 
-def start_stack(stack: ExitStack, kind: str, workdir: Path,
-                src: Path | None = None) -> tuple[str, dict[str, int]]:
-    """A proxy and a daemon of ``kind`` (ours, minimal, old-model), stopped with ``stack``;
-    returns the proxy URL and the processes' pids."""
+def start_stack(stack: ExitStack, kind: str, workdir: Path, src: Path | None = None,
+                proxy_kind: str = "ours") -> tuple[str, dict[str, int]]:
+    """A proxy (ours or old-model) and a daemon of ``kind`` (ours, minimal, old-model),
+    stopped with ``stack``; returns the proxy URL and the processes' pids."""
+    proxy, url = start_any_proxy(stack, proxy_kind, src)
     if kind == OLD_MODEL:
-        return start_old_model(stack, workdir)
-    proxy, url = start_proxy(src)
-    stack.callback(stop, proxy)
-    daemon = start_daemon(kind, url, workdir, src)
+        daemon, _ = start(["node", str(OLD_MODEL_DIR / "daemon.js"), url, SECRET], r"(READY)",
+                          {"KACHERY_CLOUD_DIR": str(workdir / "kc")})
+    else:
+        daemon = start_daemon(kind, url, workdir, src)
     stack.callback(stop, daemon)
     return url, {"proxy": proxy.pid, "daemon": daemon.pid}
 
@@ -217,7 +213,7 @@ def relay(shared: Path, kind: str, conns_list: list[int], duration: int, runs: i
           with_ab: bool) -> dict[int, dict[str, float]]:
     results: dict[int, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
-        url, pids = start_stack(stack, kind, Path(tmp))
+        url, pids = start_stack(stack, kind, Path(tmp), proxy_kind=kind)
         wrk(shared, url, 10, 2, {})  # warm-up
         for conns in conns_list:
             samples = []
@@ -241,11 +237,18 @@ def compare(shared: Path, kind: str, conns: int, duration: int, rounds: int, rev
     does, moves both sides alike. Returns a Markdown table of the paired rounds."""
     rows, ratios, ours_rps, base_rps = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
-        base_kind, base_src = (OLD_MODEL, None) if rev == OLD_MODEL else (kind, checkout(rev, tmp))
+        # against the old model: our daemon's counterpart is the model's daemon; the minimal
+        # daemon serves both proxies, which compares the proxies alone
+        sides: list[tuple[str, str, Path | None, str]] = [("this", kind, None, "ours")]
+        if rev == OLD_MODEL:
+            sides.append(("base", OLD_MODEL if kind == "ours" else kind, None, OLD_MODEL))
+        else:
+            sides.append(("base", kind, checkout(rev, tmp), "ours"))
         urls, pids = {}, {}
-        for side, side_kind, src in (("this", kind, None), ("base", base_kind, base_src)):
+        for side, side_kind, src, proxy_kind in sides:
             (Path(tmp) / side).mkdir()
-            urls[side], pids[side] = start_stack(stack, side_kind, Path(tmp) / side, src)
+            urls[side], pids[side] = start_stack(stack, side_kind, Path(tmp) / side, src,
+                                                 proxy_kind)
             wrk(shared, urls[side], 10, 2, {})  # warm-up
         for n in range(rounds):
             got = {}
@@ -283,10 +286,10 @@ def idle(shared: Path, ws_python: str, n: int, which: str) -> dict[str, object]:
 
 
 def fanin(shared: Path, runs: int, which: str) -> list[dict[str, object]]:
-    """``fanin.py`` against our proxy with the minimal daemon, or against the old model."""
+    """``fanin.py`` against our proxy or the old model's (``which``), with the minimal daemon."""
     out = []
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
-        url, _ = start_stack(stack, OLD_MODEL if which == OLD_MODEL else "minimal", Path(tmp))
+        url, _ = start_stack(stack, "minimal", Path(tmp), proxy_kind=which)
         for _ in range(runs):
             proctree(shared, "waitidle", "60", "20")
             text = subprocess.run([sys.executable, str(shared / "fanin.py"), "--url", url,
@@ -322,7 +325,7 @@ def report(rel: dict[str, dict[int, dict[str, float]]],
     if idles:
         lines += ["", "| proxy | idle daemons | acknowledged | RSS before → after | per daemon "
                   "| old per daemon | time to accept all (old) |", "|---|---|---|---|---|---|---|"]
-        for which, by_n in idles.items():
+        for which, by_n in idles.items():  # (empty when --idle names no count)
             for n, got in by_n.items():
                 before, after = int(str(got["rss_before_kb"])), int(str(got["rss_after_kb"]))
                 lines.append(f"| {which} | {n:,} | {got['ok']} | {before / 1024:.1f} → "
@@ -355,6 +358,9 @@ def main() -> None:
     a = p.parse_args()
     ACCESS_LOG[0] = a.access_log
     if a.against:
+        if a.against == OLD_MODEL and OLD_MODEL in a.daemons.split(","):
+            raise SystemExit("--against old-model compares our stack with the model: "
+                             "pass --daemons ours and/or minimal")
         for kind in (k for k in a.daemons.split(",") if k):
             for c in (int(x) for x in a.conns.split(",") if x):
                 print(compare(a.shared, kind, c, a.duration, a.runs, a.against) + "\n", flush=True)
@@ -362,10 +368,11 @@ def main() -> None:
     conns = [int(x) for x in a.conns.split(",") if x]
     rel = {kind: relay(a.shared, kind, conns, a.duration, a.runs, a.ab)
            for kind in a.daemons.split(",") if kind}
-    proxies = ["ours"] + ([OLD_MODEL] if OLD_MODEL in rel else [])  # idle and fan-in
+    proxies = ([] if rel and set(rel) == {OLD_MODEL} else ["ours"]) + (
+        [OLD_MODEL] if OLD_MODEL in rel else [])  # for idle and fan-in
     idles = ({which: {n: idle(a.shared, a.ws_python, n, which)
                       for n in (int(x) for x in a.idle.split(",") if x)} for which in proxies}
-             if a.ws_python and a.idle else {})
+             if a.ws_python and any(x for x in a.idle.split(",")) else {})
     fans = {} if a.skip_fanin else {which: fanin(a.shared, a.runs, which) for which in proxies}
     print(report(rel, idles, fans))
     print("PROXYBENCH " + json.dumps({"relay": rel, "idle": idles, "fanin": fans}, default=str))

@@ -60,7 +60,8 @@ const ws = new WebSocket(url.replace('http:', 'ws:'))
 let acknowledged = false
 ws.on('open', () => {
   ws.send(JSON.stringify({ type: 'initialize', resourceName: name, zone: 'default', proxySecret: secret }))
-  setInterval(() => ws.send(JSON.stringify({ type: 'ping' })), 20000)
+  const ping = () => ws.send(JSON.stringify({ type: 'ping' }))
+  setTimeout(() => { ping(); setInterval(ping, 20000) }, 10000)
 })
 ws.on('message', (data) => {
   let msg
