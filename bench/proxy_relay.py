@@ -232,9 +232,10 @@ def relay(shared: Path, kind: str, conns_list: list[int], duration: int, runs: i
 
 
 def compare(shared: Path, kind: str, conns: int, duration: int, rounds: int, rev: str) -> str:
-    """This checkout against commit ``rev`` (or the old model): both stacks (proxy and daemon) run side by side,
-    and their wrk runs alternate (ABBA), so that a host whose speed drifts, as these VMs'
-    does, moves both sides alike. Returns a Markdown table of the paired rounds."""
+    """This checkout against commit ``rev`` (or the old model): both stacks (proxy and
+    daemon) run side by side, and their wrk runs alternate (ABBA), so that a host whose
+    speed drifts, as these VMs' does, moves both sides alike. Returns a Markdown table of
+    the paired rounds."""
     rows, ratios, ours_rps, base_rps = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         # against the old model: our daemon's counterpart is the model's daemon; the minimal
@@ -325,7 +326,7 @@ def report(rel: dict[str, dict[int, dict[str, float]]],
     if idles:
         lines += ["", "| proxy | idle daemons | acknowledged | RSS before → after | per daemon "
                   "| old per daemon | time to accept all (old) |", "|---|---|---|---|---|---|---|"]
-        for which, by_n in idles.items():  # (empty when --idle names no count)
+        for which, by_n in idles.items():
             for n, got in by_n.items():
                 before, after = int(str(got["rss_before_kb"])), int(str(got["rss_after_kb"]))
                 lines.append(f"| {which} | {n:,} | {got['ok']} | {before / 1024:.1f} → "

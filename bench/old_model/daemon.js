@@ -1,6 +1,7 @@
 // A model of the old daemon's answer to a fileUpload request for a hash it lacks: strict
 // checks, a stat of the store path and a read of the linked-file record (both fail),
-// then a `not-found` reply. Used only by bench/proxy_relay.py --against old-model.
+// then a `not-found` reply. It never uploads (a file it finds stays `queued`).
+// Used only by bench/proxy_relay.py (--daemons old-model, --against old-model).
 // Usage: node daemon.js URL SECRET [NAME]; prints READY once acknowledged.
 'use strict'
 const fs = require('fs')
@@ -15,7 +16,7 @@ const requestFromClient = {
   request: anything, timeoutMsec: isNumber, requestId: optional(isString)
 }
 const fileUpload = { type: equals('fileUpload'), uri: isString, timeoutMsec: isNumber }
-const jobs = {} // uri -> job, only for files that were found
+const jobs = {} // uri -> job: looked up first, as the old daemon did; empty in the benchmark
 
 function shardedPath (kind, h) {
   return `${kacheryDir}/${kind}/${h.slice(0, 2)}/${h.slice(2, 4)}/${h.slice(4, 6)}/${h}`
