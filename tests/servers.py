@@ -234,7 +234,9 @@ class BackgroundApp:
                                                  timeout=aiohttp.ClientTimeout(total=None))
             app = web.Application(client_max_size=1 << 40)
             app.router.add_route("*", "/{tail:.*}", self._handler)
-            self._runner = web.AppRunner(app, access_log=None)
+            # at stop, requests still in flight (a relayed upload the test cancelled) are cut
+            # at once rather than waited for
+            self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
             await self._runner.setup()
             site = web.TCPSite(self._runner, "127.0.0.1", 0)
             await site.start()
@@ -246,10 +248,10 @@ class BackgroundApp:
 
     def stop(self) -> None:
         async def close() -> None:
+            if self.session is not None:  # first: forwards still running fail now
+                await self.session.close()
             if self._runner is not None:
                 await self._runner.cleanup()
-            if self.session is not None:
-                await self.session.close()
 
         asyncio.run_coroutine_threadsafe(close(), self._loop).result(30)
         self._loop.call_soon_threadsafe(self._loop.stop)
