@@ -8,7 +8,11 @@ backend, a file of ``--size-gib`` (default 4) is uploaded twice:
   ``finalizeFileUpload`` (the gateway verifies size and sha1);
 - the daemon's multipart code (``MultipartUploader`` with its default settings: parallel
   parts, ``completeMultipartUpload`` — which verifies the same way), in a fresh process
-  whose peak RSS is reported.
+  whose peak RSS is reported;
+- with ``--curl-parts``, also the ideal multipart client for the store's ceiling: the same
+  parts (split off beforehand, not timed) PUT by ``--parallel`` ``curl -T`` processes at
+  once, no hashing, then ``completeMultipartUpload``. If that does not beat one stream,
+  the store does not let parallel parts win on this machine.
 
 Each goes to its own gateway prefix so neither finds the other's object. Then the
 crash test: a real ``kachery-resource share`` uploads ``--crash-mib`` (default 1024)
@@ -16,6 +20,7 @@ through a byte-counting relay, is killed with SIGKILL once half is uploaded, res
 and asked again; the relay tells how many bytes crossed twice.
 
 Usage (repo root): .venv/bin/python bench/daemon_multipart.py [--size-gib 4] [--parallel 4] [--bodies 1]
+                        [--backends s3,local] [--curl-parts] [--crash-part-mib 64,16]
 """
 
 from __future__ import annotations
@@ -25,10 +30,12 @@ import asyncio
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -57,6 +64,42 @@ def curl_upload(gateway: str, keys: ClientKeys, path: Path, sha1: str, size: int
     gateway_call(gateway, keys, {"type": "finalizeFileUpload", "objectKey": data["objectKey"],
                                  "hashAlg": "sha1", "hash": sha1, "size": size, "zone": "default"})
     return put, time.perf_counter() - t0
+
+
+def curl_parts(gateway: str, keys: ClientKeys, path: Path, sha1: str, size: int, part_size: int,
+               parallel: int, workdir: Path) -> tuple[float, float]:
+    """(seconds of ``parallel`` curl processes PUTting the parts, seconds of completion)."""
+    common = {"hashAlg": "sha1", "hash": sha1, "zone": "default"}
+    data = gateway_call(gateway, keys, {"type": "initiateMultipartUpload", "size": size,
+                                        "partSize": part_size, **common})
+    key, num_parts = data["objectKey"], data["numParts"]
+    urls: dict[str, str] = {}
+    for first in range(1, num_parts + 1, 1000):
+        numbers = list(range(first, min(num_parts, first + 999) + 1))
+        urls.update(gateway_call(gateway, keys, {"type": "getMultipartUploadUrls", "objectKey": key,
+                                                 "partNumbers": numbers, **common})["urls"])
+    parts_dir = workdir / "curl-parts"
+    parts_dir.mkdir()
+    subprocess.run(["split", "-b", str(data["partSize"]), "-a", "5", "--numeric-suffixes=1",
+                    str(path), f"{parts_dir}/"], check=True)
+    os.sync()
+
+    def put(number: int) -> None:
+        out = subprocess.run(["curl", "-sS", "-T", str(parts_dir / f"{number:05d}"), "-o", "/dev/null",
+                              "-w", "%{http_code}", urls[str(number)]],
+                             capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == "200", out
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(parallel) as pool:
+        list(pool.map(put, range(1, num_parts + 1)))
+    parts_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    gateway_call(gateway, keys, {"type": "completeMultipartUpload", "objectKey": key, "size": size,
+                                 **common})
+    complete_s = time.perf_counter() - t0
+    shutil.rmtree(parts_dir)
+    return parts_s, complete_s
 
 
 async def _multipart_child(gateway: str, path: str, sha1: str, private_hex: str,
@@ -117,13 +160,18 @@ def start_gateway(stack: ExitStack, kind: str, workdir: Path, s3: S3Server | Non
 
 
 def bench_side_by_side(kind: str, workdir: Path, s3: S3Server | None, path: Path, sha1: str,
-                       size: int, settings: dict[str, Any]) -> list[str]:
+                       size: int, settings: dict[str, Any], with_curl_parts: bool) -> list[str]:
     keys = ClientKeys.generate()
     gib = size / 1024**3
+    parallel = settings["multipartParallelParts"]
     with ExitStack() as stack:
         curl_gw = start_gateway(stack, kind, workdir, s3, keys)
         ours_gw = start_gateway(stack, kind, workdir, s3, keys)
         put_s, fin_s = curl_upload(curl_gw, keys, path, sha1, size)
+        if with_curl_parts:
+            parts_gw = start_gateway(stack, kind, workdir, s3, keys)
+            cp_s, cp_complete = curl_parts(parts_gw, keys, path, sha1, size,
+                                           settings["multipartPartSize"], parallel, workdir)
         ours = multipart_upload(ours_gw, keys, path, sha1, settings)
     curl_total, ours_total = put_s + fin_s, ours["seconds"]
     parts_s = ours_total - ours["complete"]
@@ -138,6 +186,11 @@ def bench_side_by_side(kind: str, workdir: Path, s3: S3Server | None, path: Path
         f"**{curl_total / ours_total:.2f}×** (transfer alone {put_s / parts_s:.2f}×) | "
         f"{ours['peak_rss_mb']:.0f} MB |",
     ]
+    if with_curl_parts:
+        total = cp_s + cp_complete
+        rows.insert(1, f"| {kind} | {parallel} `curl -T` at once, one part each, no hashing + complete "
+                       f"| {cp_s:.1f} s + {cp_complete:.1f} s = {total:.1f} s | {mib / total:.0f} MiB/s | "
+                       f"{curl_total / total:.2f}× (transfer alone {put_s / cp_s:.2f}×) | — |")
     for row in rows:
         print(row, f"({gib:.1f} GiB)", flush=True)
     return rows
@@ -198,6 +251,8 @@ def main() -> None:
                         help="part sizes for the crash test (comma-separated)")
     parser.add_argument("--backends", default="s3,local")
     parser.add_argument("--no-side-by-side", action="store_true")
+    parser.add_argument("--curl-parts", action="store_true",
+                        help="also time --parallel curl processes sending the parts (the store's ceiling)")
     args = parser.parse_args()
     settings = {"multipartThreshold": 16 * MIB, "multipartPartSize": args.part_mib * MIB,
                 "multipartParallelParts": args.parallel, "multipartParallelBodies": args.bodies}
@@ -213,7 +268,7 @@ def main() -> None:
             print("| backend | upload | seconds | throughput | ratio (curl time / ours) | peak RSS |")
             print("|---|---|---|---|---|---|")
             for kind in kinds:
-                bench_side_by_side(kind, workdir, s3, path, sha1, size, settings)
+                bench_side_by_side(kind, workdir, s3, path, sha1, size, settings, args.curl_parts)
             path.unlink()
         print("\n| backend | crash | part size | completed parts sent again | bytes sent twice "
               "(parts in flight at the kill) | resume to completed |")

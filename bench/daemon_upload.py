@@ -9,10 +9,15 @@ peak RSS is reported. Then a real ``kachery-resource share`` process uploads a t
 file end to end (request → initiate → PUT → verified finalize), timed from
 the client's request to ``completed``, with the daemon's peak RSS.
 
+With ``--against REV`` the PUT of commit REV's code runs too, in the same rounds (the
+order rotates), so a change to the PUT is measured against its predecessor in the same
+minutes.
+
 Finally the cold fetch of a 1 KB file end to end on the local backend: client request →
 daemon upload → findFile → download, ``--fetches`` times; p50/p90.
 
 Usage (from the repo root): .venv/bin/python bench/daemon_upload.py [--size-mib 1024]
+                                [--trials 5] [--against REV] [--no-s3] [--fetches 50]
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.helpers import gateway_call, make_file, peak_rss_mb  # noqa: E402
+from bench.helpers import checkout, gateway_call, make_file, peak_rss_mb  # noqa: E402
 from kachery_resource.identity import ClientKeys, signed_envelope  # noqa: E402
 from kachery_resource.store import LocalFile, LocalStore  # noqa: E402
 from tests.daemon.stack import add_client, request_file, start_daemon  # noqa: E402
@@ -63,9 +68,11 @@ def curl_put(url: str, path: Path) -> tuple[float, float]:
     return elapsed, usage.ru_utime + usage.ru_stime
 
 
-def our_put(url: str, path: Path, sha1: str) -> dict[str, float]:
+def our_put(url: str, path: Path, sha1: str, src: Path | None = None) -> dict[str, float]:
+    """Our PUT in a fresh process (the code in ``src``; None: this checkout)."""
+    env = {**os.environ, "PYTHONPATH": str(src)} if src else None
     out = subprocess.run([sys.executable, __file__, "_put", url, str(path), sha1],
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True, check=True, env=env)
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
@@ -87,37 +94,49 @@ async def _put_child(url: str, path: str, sha1: str) -> None:
 
 
 def bench_backend(label: str, gateway: str, proxy: str, keys: ClientKeys, files: list[Path],
-                  hashes: list[str], size: int, workdir: Path, trials: int) -> list[str]:
-    """``trials`` rounds of curl and our PUT, in alternating order, each after a sync
-    (fresh signed URLs, not finalized, so the same two files serve every round)."""
-    curl_s, ours_s, curl_cpu, ours_cpu, rss = [], [], [], [], 0.0
+                  hashes: list[str], size: int, workdir: Path, trials: int,
+                  base: Path | None) -> list[str]:
+    """``trials`` rounds of curl and our PUT (and commit REV's), the order rotating, each
+    after a sync (fresh signed URLs, not finalized, so the same two files serve every round)."""
+    who_all = ["curl", "ours"] + (["base"] if base else [])
+    seconds: dict[str, list[float]] = {w: [] for w in who_all}
+    cpu: dict[str, list[float]] = {w: [] for w in who_all}
+    rss = dict.fromkeys(who_all, 0.0)
     for n in range(trials):
-        for who in ("curl", "ours") if n % 2 == 0 else ("ours", "curl"):  # alternate order
+        for who in who_all[n % len(who_all):] + who_all[:n % len(who_all)]:
             os.sync()  # the previous upload's dirty pages must not slow this one down
             time.sleep(1)
             if who == "curl":
                 url, _key = signed_put_url(gateway, keys, hashes[0], size)
-                seconds, cpu = curl_put(url, files[0])
-                curl_s.append(seconds)
-                curl_cpu.append(cpu)
+                took, used = curl_put(url, files[0])
             else:
                 url, _key = signed_put_url(gateway, keys, hashes[1], size)
-                ours = our_put(url, files[1], hashes[1])
-                ours_s.append(ours["seconds"])
-                ours_cpu.append(ours["cpu"])
-                rss = max(rss, ours["peak_rss_mb"])
+                ours = our_put(url, files[1], hashes[1], base if who == "base" else None)
+                took, used = ours["seconds"], ours["cpu"]
+                rss[who] = max(rss[who], ours["peak_rss_mb"])
+            seconds[who].append(took)
+            cpu[who].append(used)
     mib = size / 2**20
-    ratios = sorted(c / o for c, o in zip(curl_s, ours_s, strict=True))
-    median_ratio = statistics.median(ratios)
+    curl_s = seconds["curl"]
+
+    def put_row(who: str, what: str) -> str:
+        ratios = sorted(c / o for c, o in zip(curl_s, seconds[who], strict=True))
+        best = min(seconds[who])
+        return (f"| {label} | {what} (best of {trials}) | {best:.2f} s | {mib / best:.0f} MiB/s "
+                f"(best/best **{min(curl_s) / best:.2f}× curl**, median of rounds "
+                f"**{statistics.median(ratios):.2f}×**; rounds {', '.join(f'{r:.2f}' for r in ratios)}); "
+                f"CPU {statistics.median(cpu[who]):.2f} s | {rss[who]:.0f} MB |")
+
     rows = [
         f"| {label} | PUT only: `curl -T` (best of {trials}) | {min(curl_s):.2f} s | "
-        f"{mib / min(curl_s):.0f} MiB/s; CPU {statistics.median(curl_cpu):.2f} s | — |",
-        f"| {label} | PUT only: daemon code, read+sha1+send (best of {trials}) | "
-        f"{min(ours_s):.2f} s | {mib / min(ours_s):.0f} MiB/s (best/best **{min(curl_s) / min(ours_s):.2f}× "
-        f"curl**, median of rounds **{median_ratio:.2f}×**; rounds "
-        f"{', '.join(f'{r:.2f}' for r in ratios)}); CPU {statistics.median(ours_cpu):.2f} s | "
-        f"{rss:.0f} MB |",
+        f"{mib / min(curl_s):.0f} MiB/s; CPU {statistics.median(cpu['curl']):.2f} s | — |",
+        put_row("ours", "PUT only: daemon code, read+sha1+send"),
     ]
+    if base:
+        rows.append(put_row("base", "PUT only: commit REV's daemon code"))
+        pairs = sorted(b / o for b, o in zip(seconds["base"], seconds["ours"], strict=True))
+        rows.append(f"| {label} | speed of this checkout / REV, same rounds | | median **{statistics.median(pairs):.2f}×** "
+                    f"(rounds {', '.join(f'{r:.2f}' for r in pairs)}) | |")
     # the whole daemon, end to end (includes the gateway's verified finalize)
     proc, store_dir = start_daemon(workdir / f"daemon-{label}", f"bench-{secrets.token_hex(3)}",
                                    proxy, SECRET, gateway, keys, max_uploads=2)
@@ -127,11 +146,11 @@ def bench_backend(label: str, gateway: str, proxy: str, keys: ClientKeys, files:
         while request_file(proc.url, hashes[2], inner_ms=20000, outer_ms=25000)["status"] != "completed":
             pass
         elapsed = time.perf_counter() - t0
-        rss = peak_rss_mb(proc.proc.pid)
+        share_rss = peak_rss_mb(proc.proc.pid)
     finally:
         proc.stop()
     rows.append(f"| {label} | `share` end to end (request → completed, incl. finalize) | "
-                f"{elapsed:.2f} s | {mib / elapsed:.0f} MiB/s | {rss:.0f} MB |")
+                f"{elapsed:.2f} s | {mib / elapsed:.0f} MiB/s | {share_rss:.0f} MB |")
     for row in rows:
         print(row, flush=True)
     return rows
@@ -181,10 +200,12 @@ def main() -> None:
     parser.add_argument("--fetches", type=int, default=50)
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--no-s3", action="store_true", help="skip the SeaweedFS backend")
+    parser.add_argument("--against", metavar="REV", help="also time commit REV's PUT, same rounds")
     args = parser.parse_args()
     size = args.size_mib * 2**20
     with tempfile.TemporaryDirectory(prefix="bench-daemon-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
+        base = checkout(args.against, tmp) if args.against else None
         files = [workdir / f"big{i}.bin" for i in range(3)]
         print(f"writing 3 files of {args.size_mib} MiB …", flush=True)
         hashes = [make_file(f, size) for f in files]
@@ -198,7 +219,7 @@ def main() -> None:
         stack.callback(gw.stop)
         print("| bucket | what | time | throughput | peak RSS |\n|---|---|---|---|---|", flush=True)
         rows = bench_backend("local dir", gw.url, proxy.url, keys, files, hashes, size, workdir,
-                             args.trials)
+                             args.trials, base)
         if not args.no_s3:
             s3 = stack.enter_context(seaweedfs(workdir / "s3"))
             storage = f"s3://{s3.bucket}/bench"
@@ -208,7 +229,7 @@ def main() -> None:
                                "--s3-endpoint-url", s3.endpoint], env=s3.env())
             stack.callback(gw_s3.stop)
             rows += bench_backend("SeaweedFS", gw_s3.url, proxy.url, keys, files, hashes, size,
-                                  workdir, args.trials)
+                                  workdir, args.trials, base)
         fetch = bench_cold_fetch(gw.url, proxy.url, keys, workdir, args.fetches)
     print("\n## Daemon\n\n| bucket | what | time | throughput | peak RSS |\n|---|---|---|---|---|")
     print("\n".join(rows))

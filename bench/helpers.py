@@ -1,9 +1,11 @@
-"""What several benchmarks share: test files, signed gateway calls, peak RSS."""
+"""What several benchmarks share: test files, signed gateway calls, peak RSS, the code of
+an earlier commit."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import requests
 from kachery_resource.identity import ClientKeys, signed_envelope
 
 MIB = 1024 * 1024
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def peak_rss_mb(pid: int | str = "self") -> float:
@@ -46,3 +49,14 @@ def gateway_call(url: str, keys: ClientKeys, payload: dict[str, Any]) -> dict[st
         raise SystemExit(f"{payload['type']} failed: {resp.status_code} {resp.text}")
     data: dict[str, Any] = resp.json()
     return data
+
+
+def checkout(rev: str, tmp: str) -> Path:
+    """The ``src`` tree of commit ``rev``, extracted under ``tmp`` (put it first on
+    ``PYTHONPATH`` to run that commit's code)."""
+    tree = Path(tmp) / "baseline"
+    tree.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "src"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree / "src"

@@ -48,6 +48,10 @@ from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.helpers import checkout  # noqa: E402
+
 BIN = Path(sys.executable).parent
 SECRET = "bench-secret"
 BASE_RPS = {1: 1628, 10: 3988, 100: 3857, 500: 4335}
@@ -155,16 +159,6 @@ def start_stack(stack: ExitStack, kind: str, workdir: Path, src: Path | None = N
         daemon = start_daemon(kind, url, workdir, src)
     stack.callback(stop, daemon)
     return url, {"proxy": proxy.pid, "daemon": daemon.pid}
-
-
-def checkout(rev: str, tmp: str) -> Path:
-    """The ``src`` tree of commit ``rev``, extracted under ``tmp``."""
-    tree = Path(tmp) / "baseline"
-    tree.mkdir()
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "src"], check=True,
-                             capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-    return tree / "src"
 
 
 def wrk(shared: Path, url: str, conns: int, duration: int, pids: dict[str, int]) -> dict[str, float]:
