@@ -40,8 +40,11 @@ def main() -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
+    except click.ClickException as exc:  # printed like ours: "error: …", after the usage
+        if isinstance(exc, click.UsageError) and exc.ctx is not None:
+            click.echo(f"{exc.ctx.get_usage()}\nTry '{exc.ctx.command_path} -h' for help.\n",
+                       err=True)
+        click.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except KacheryResourceError as exc:
         click.echo(f"error: {exc}", err=True)

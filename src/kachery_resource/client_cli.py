@@ -53,7 +53,8 @@ _TIMEOUT = click.option(
               help="Also copy the file here.")
 @_TIMEOUT
 @click.option("--progress/--no-progress", default=None,
-              help="Show progress bars on stderr (default: only on a terminal).")
+              help="Show progress on stderr: bars on a terminal, else a line every few seconds "
+                   "(default: bars only on a terminal).")
 def load_command(uri: str, dest: str | None, timeout: float | None, progress: bool | None) -> None:
     """Fetch URI (sha1://…) and print the local path that holds it.
 
@@ -70,7 +71,7 @@ def load_command(uri: str, dest: str | None, timeout: float | None, progress: bo
 def request_command(uri: str, wait: float) -> None:
     """Print where URI stands as JSON, asking the resource to upload it; no download.
 
-    Exit code 3 if nobody has it, 6 if the upload failed, 0 otherwise.
+    Exit code 3 if nobody has it, 6 if the upload failed (the other codes below).
     """
     result = request_file(uri, wait=wait)
     click.echo(json.dumps(result.to_json()))

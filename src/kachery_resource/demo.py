@@ -71,9 +71,9 @@ class Child:
             if self.proc.poll() is not None:
                 break
             time.sleep(0.05)
-        raise ConfigError(
-            f"the {self.name} did not start (no line matching {pattern!r}); its output:\n{self.tail()}"
-        )
+        exited = self.proc.poll()
+        how = f"it exited with code {exited}" if exited is not None else f"not ready after {timeout:.0f} s"
+        raise ConfigError(f"the {self.name} did not start ({how}); its output:\n{self.tail()}")
 
     def wait_done(self, timeout: float = 120) -> None:
         """Wait for a one-shot command; ConfigError with its output if it failed."""
@@ -255,8 +255,10 @@ def demo_command(keep: bool) -> None:
 
 @click.command("dev")
 @click.argument("directory", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--gateway-port", type=int, default=0, show_default=True, help="0 picks a free port.")
-@click.option("--proxy-port", type=int, default=0, show_default=True, help="0 picks a free port.")
+@click.option("--gateway-port", type=click.IntRange(0, 65535), default=0, show_default=True,
+              help="0 picks a free port.")
+@click.option("--proxy-port", type=click.IntRange(0, 65535), default=0, show_default=True,
+              help="0 picks a free port.")
 def dev_command(directory: Path | None, gateway_port: int, proxy_port: int) -> None:
     """Run the whole stack on loopback sharing DIRECTORY (a sample tree if omitted) until Ctrl-C."""
     workdir = Path(tempfile.mkdtemp(prefix="kachery-resource-dev-"))
@@ -275,7 +277,8 @@ def dev_command(directory: Path | None, gateway_port: int, proxy_port: int) -> N
             if example is not None:
                 uri = next(part for part in example if part.startswith("sha1://"))
                 click.echo(f"  kachery-resource load {uri}    # {example[0]}")
-            click.echo(f"\nlogs in {workdir}; Ctrl-C stops everything")
+            click.echo(f"\nthe sha1:// URI of every shared file ({len(lines)}): {workdir / 'manifest.tsv'}")
+            click.echo(f"logs in {workdir}; Ctrl-C stops everything")
             _wait_for_interrupt(stack)
     except KeyboardInterrupt:
         pass

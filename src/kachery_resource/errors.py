@@ -22,6 +22,9 @@ Messages are written for the person reading them: what went wrong and what to do
 
 from __future__ import annotations
 
+import os
+import socket
+
 
 class KacheryResourceError(Exception):
     """Base class: raised for every failure kachery-resource reports on purpose."""
@@ -99,3 +102,24 @@ class TimeoutError_(RemoteError):
     """Raised when a bounded wait runs out before the operation finished."""
 
     exit_code = 7
+
+
+def connection_problem(exc: BaseException) -> str:
+    """Why a connection failed, in a few words ("connection refused"), instead of the
+    nested repr that requests and urllib3 build around the operating system's error."""
+    seen: set[int] = set()
+    todo: list[object] = [exc]
+    while todo:
+        err = todo.pop(0)
+        if not isinstance(err, BaseException) or id(err) in seen:
+            continue
+        seen.add(id(err))
+        if isinstance(err, socket.gaierror) or (isinstance(err, OSError) and (err.errno or 0) < 0):
+            return "the host name could not be resolved"  # getaddrinfo's codes are negative
+        if isinstance(err, OSError) and (err.errno or err.strerror):
+            text = os.strerror(err.errno) if err.errno else str(err.strerror)
+            return text[0].lower() + text[1:]
+        todo.extend([*err.args, getattr(err, "reason", None), err.__cause__, err.__context__])
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import uvloop
 from aiohttp import web
+
+from .errors import ConfigError
 
 T = TypeVar("T")
 
@@ -30,7 +34,11 @@ async def serve(
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ConfigError(cannot_listen(host, port, exc)) from None
     server = site._server
     assert server is not None
     sockets = getattr(server, "sockets", None) or []
@@ -48,3 +56,18 @@ async def serve(
     finally:
         print("shutting down", file=sys.stderr, flush=True)
         await runner.cleanup()
+
+
+def cannot_listen(host: str, port: int, exc: OSError) -> str:
+    """What to tell a user whose server could not bind ``host:port``."""
+    where = f"cannot listen on {host}:{port}"
+    if isinstance(exc, socket.gaierror):
+        return f"{where}: {host!r} is not a name or address of this machine ({exc.strerror}); check --host"
+    if exc.errno == errno.EADDRINUSE:
+        return (f"{where}: the port is already in use (another server, or an earlier run still "
+                "stopping); choose another with --port, or --port 0 for a free one")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"{where}: {host} is not an address of this machine; check --host"
+    if exc.errno == errno.EACCES:
+        return f"{where}: permission denied (ports below 1024 need privileges); choose another --port"
+    return f"{where}: {exc.strerror or exc}"

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from kachery_resource import (
+    ConfigError,
     FileNotFoundOnResource,
     GatewayError,
     IntegrityError,
@@ -222,8 +223,17 @@ def test_a_daemon_that_never_answers_is_offline(
 
 def test_unreachable_proxy_is_offline(fake: tuple[str, FakeState], settings: ClientSettings) -> None:
     dead = f"http://127.0.0.1:{free_port()}/r/res1"
-    with pytest.raises(ResourceOfflineError, match="cannot reach the proxy"):
+    with pytest.raises(ResourceOfflineError, match=r"cannot reach the proxy at \S+: connection refused; "
+                       "check KACHERY_RESOURCE_URL and that the proxy is running$"):
         load_file("sha1://" + "3" * 40, settings=dataclasses.replace(settings, resource_url=dead))
+
+
+@pytest.mark.parametrize("url", ["notaurl", "http://127.0.0.1:9", "ftp://host/r/res1"])
+def test_a_resource_url_that_is_not_one_is_a_config_error(settings: ClientSettings, url: str) -> None:
+    with pytest.raises(ConfigError, match="is not a resource URL; expected <proxy url>/r/<resource "
+                                          "name>") as info:
+        load_file("sha1://" + "3" * 40, settings=dataclasses.replace(settings, resource_url=url))
+    assert info.value.exit_code == 2
 
 
 def test_overall_timeout(fake: tuple[str, FakeState], settings: ClientSettings) -> None:
@@ -283,3 +293,20 @@ def test_settings_from_env(kc_dir: Path) -> None:
     s = ClientSettings.from_env({"KACHERY_CLOUD_DIR": str(kc_dir), "KACHERY_GATEWAY_URL": "http://g/",
                                  "KACHERY_ZONE": "z", "KACHERY_RESOURCE_URL": "http://p/r/n"})
     assert (s.gateway_url, s.zone, s.resource_url) == ("http://g", "z", "http://p/r/n")
+
+
+def test_progress_is_lines_when_stderr_is_not_a_terminal(
+    fake: tuple[str, FakeState], settings: ClientSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, state = fake
+    data = os.urandom(3 * 2**20)
+    h = sha1(data)
+    state.uploads[h] = Upload(data, duration=1.0)
+    got = load_file(f"sha1://{h}", settings=settings, progress=True, poll_wait=0.3)
+    assert Path(got).read_bytes() == data
+    lines = capsys.readouterr().err.splitlines()
+    label = h[:10]
+    assert lines[0].startswith(f"{label}: running on the resource ") and lines[0].endswith(" of 3.0 MiB")
+    assert f"{label}: completed on the resource 3.0 MiB of 3.0 MiB" in lines
+    assert lines[-2:] == [f"{label}: downloading 0.0 MiB of 3.0 MiB", f"{label}: downloaded 3.0 MiB"]
+    assert "\x1b" not in "".join(lines)  # no terminal control codes in a log

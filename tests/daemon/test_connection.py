@@ -203,3 +203,53 @@ async def test_restarted_proxy_is_found_before_the_backoff_runs_out() -> None:
 ])
 def test_websocket_url(proxy_url: str, ws_url: str) -> None:
     assert websocket_url(proxy_url) == ws_url
+
+
+@pytest.mark.parametrize(("code", "hint"), [
+    (4001, "the proxy did not accept proxySecret"),
+    (4002, "another daemon already serves this resource name"),
+    (4003, "the proxy serves another zone"),
+])
+async def test_a_refusal_says_what_to_fix(code: int, hint: str, caplog: pytest.LogCaptureFixture) -> None:
+    async def refuse(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.receive_json()
+        await ws.close(code=code, message=b"refused")
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/", refuse)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    config = ResourceConfig(resourceName="res1", proxyUrl=str(server.make_url("")).rstrip("/"),
+                            proxySecret="sec")
+    async with aiohttp.ClientSession() as session:
+        conn = ProxyConnection(config, JobManager(resolve, NoUploads(), 2), session)
+        task = asyncio.create_task(conn.run_forever())
+        for _ in range(300):
+            if "instead of acknowledging" in caplog.text:
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    await server.close()
+    line = next(r.getMessage() for r in caplog.records if "instead of acknowledging" in r.getMessage())
+    assert f"(code {code}: refused); {hint}" in line
+
+
+async def test_an_unreachable_proxy_is_one_readable_line(caplog: pytest.LogCaptureFixture) -> None:
+    from ..servers import free_port
+
+    config = ResourceConfig(resourceName="res1", proxyUrl=f"http://127.0.0.1:{free_port()}",
+                            proxySecret="sec")
+    async with aiohttp.ClientSession() as session:
+        conn = ProxyConnection(config, JobManager(resolve, NoUploads(), 2), session)
+        task = asyncio.create_task(conn.run_forever())
+        for _ in range(300):
+            if "cannot connect" in caplog.text:
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert f"proxy {config.proxyUrl}: cannot connect: connection refused" in caplog.text

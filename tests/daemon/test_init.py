@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from kachery_resource.cli import cli
 from kachery_resource.config import load_config
+from kachery_resource.errors import ConfigError
 from kachery_resource.identity import load_client_keys
 
 
@@ -88,3 +89,35 @@ def test_init_rejects_a_bad_flag(tmp_path: Path, env: dict[str, str]) -> None:
                                       "no spaces", "-y"], input="", env=env)
     assert result.exit_code == 2
     assert "invalid resource name" in result.output
+
+
+def test_init_with_y_never_prompts(tmp_path: Path, env: dict[str, str]) -> None:
+    cfg = tmp_path / "c.yaml"
+    result = CliRunner().invoke(cli, ["init", "--config", str(cfg), "-y"], input="", env=env)
+    assert result.exit_code == 2
+    assert "Resource name:" not in result.output  # no prompt
+    assert "-y found no resource name in the existing config; give it with --name" in result.output
+    # every required value given: the secret may stay empty without a prompt
+    result = CliRunner().invoke(cli, ["init", "--config", str(cfg), "--name", "ok",
+                                      "--proxy-url", "https://p.example.org", "-y"], input="", env=env)
+    assert result.exit_code == 0, result.output
+    assert "Proxy secret" not in result.output
+    assert yaml.safe_load(cfg.read_text()) == {"resourceName": "ok", "maxConcurrentUploads": 2,
+                                               "proxyUrl": "https://p.example.org"}
+
+
+def test_init_input_that_ends_unanswered(tmp_path: Path, env: dict[str, str]) -> None:
+    result = CliRunner().invoke(cli, ["init", "--config", str(tmp_path / "c.yaml")],
+                                input="bad name!\n", env=env)
+    assert result.exit_code == 2  # a usage error, not "aborted" (130)
+    assert "the input ended before 'Resource name' had a valid answer; give it with --name" \
+        in result.output
+    assert not (tmp_path / "c.yaml").exists()
+
+
+def test_init_config_in_a_missing_directory(tmp_path: Path, env: dict[str, str]) -> None:
+    cfg = tmp_path / "nowhere" / "c.yaml"
+    result = CliRunner().invoke(cli, ["init", "--config", str(cfg), "--name", "ok", "--proxy-url",
+                                      "https://p.example.org", "-y"], input="", env=env)
+    assert isinstance(result.exception, ConfigError)  # main() prints it and exits 2
+    assert f"the directory {cfg.parent} does not exist" in str(result.exception)

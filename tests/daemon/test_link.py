@@ -91,3 +91,15 @@ def test_link_records_are_read_by_kachery_cloud(tmp_path: Path, kc_dir: Path) ->
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**os.environ, "KACHERY_CLOUD_DIR": str(kc_dir)}, timeout=60)
     assert out.stdout.strip() == str(path), out.stderr
+
+
+def test_link_manifest_that_cannot_be_written_fails_before_hashing(tmp_path: Path,
+                                                                   kc_dir: Path) -> None:
+    files = make_tree(tmp_path / "data", 3)
+    result = CliRunner().invoke(cli, ["link", str(tmp_path / "data"), "--manifest",
+                                      str(tmp_path / "nowhere" / "m.tsv")],
+                                env={"KACHERY_CLOUD_DIR": str(kc_dir)})
+    assert result.exit_code == 2
+    assert "Invalid value for '--manifest'" in result.output and "No such file" in result.output
+    assert "linked" not in result.output  # nothing was hashed or linked
+    assert not any(LocalStore(kc_dir).read_link_record(sha1) for sha1 in files.values())

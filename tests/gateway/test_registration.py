@@ -77,7 +77,7 @@ def test_init_needs_admin_approval(tmp_path: Path, client_keys: ClientKeys) -> N
 
         listed = run_cli("clients", "list", *storage, "--json")
         assert listed.exit_code == 0, listed.output
-        records = json.loads(listed.output)
+        records = json.loads(listed.stdout)
         assert [(r["clientId"], r["approved"]) for r in records] == [(client_keys.client_id, False)]
 
         added = run_cli("clients", "add", client_keys.client_id, *storage, "--upload",

@@ -44,6 +44,12 @@ def test_dev_shares_a_directory_until_stopped(tmp_path: Path) -> None:
         missing = request_file("sha1://" + "0" * 40, settings=settings)
         assert time.monotonic() - t0 < 0.9  # a final answer comes at once, not after the wait
         assert (missing.source, missing.status) == ("resource", "not-found")
+        # where every shared file's URI is
+        listed = re.search(r"the sha1:// URI of every shared file \(2\): (\S+)", dev.text())
+        assert listed is not None
+        manifest = dict(line.split("\t") for line in Path(listed.group(1)).read_text().splitlines())
+        assert manifest[str(share / "other.bin")] == other
+        assert manifest[str(share / "hello wörld.txt")] == dev.url
     finally:
         dev.stop(signal.SIGTERM)
     assert dev.proc.returncode == 0

@@ -7,7 +7,7 @@ from typing import Any
 
 import requests
 
-from ..errors import GatewayError
+from ..errors import GatewayError, connection_problem
 from ..identity import ClientKeys, signed_envelope
 from ._http import error_text
 
@@ -67,7 +67,8 @@ class GatewayClient:
             )
         except requests.RequestException as exc:
             raise GatewayError(
-                f"cannot reach the gateway at {self.url}: {exc}; check KACHERY_GATEWAY_URL"
+                f"cannot reach the gateway at {self.url}: {connection_problem(exc)}; check "
+                "KACHERY_GATEWAY_URL"
             ) from exc
         if resp.status_code != 200:
             message = f"the gateway at {self.url} refused {payload['type']} (HTTP {resp.status_code}): {error_text(resp)}"

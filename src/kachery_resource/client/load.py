@@ -31,7 +31,7 @@ from ..store import LocalStore
 from ..uri import parse_sha1_uri
 from .download import download_verified
 from .gateway import FoundFile, GatewayClient
-from .progress import Progress, RichProgress, make_progress
+from .progress import LineProgress, Progress, RichProgress, make_progress
 from .resource import Busy, ResourceClient
 from .settings import ClientSettings
 
@@ -117,7 +117,7 @@ def load_file(
         return _deliver(local, dest)
     reporter = make_progress(progress, sha1[:10])
     wait = poll_wait if poll_wait is not None else (
-        PROGRESS_WAIT_SEC if isinstance(reporter, RichProgress) else LONG_WAIT_SEC
+        PROGRESS_WAIT_SEC if isinstance(reporter, RichProgress | LineProgress) else LONG_WAIT_SEC
     )
     with requests.Session() as session, closing(reporter):
         gateway = GatewayClient(session, settings.gateway_url, settings.zone, settings.keys)

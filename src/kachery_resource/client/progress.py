@@ -1,13 +1,16 @@
 """Progress of one fetch: the daemon's upload (``bytesUploaded``), then our download.
 
-A :class:`Progress` receives events; :class:`RichProgress` draws bars on stderr,
-:class:`NullProgress` ignores them. ``make_progress(None)`` draws only on a terminal.
+A :class:`Progress` receives events; :class:`RichProgress` draws bars on a terminal,
+:class:`LineProgress` writes a line every few seconds (stderr redirected to a file or a
+pipe), :class:`NullProgress` ignores them. ``make_progress(None)`` reports only on a
+terminal.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any, Protocol
+import time
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -106,12 +109,54 @@ class RichProgress:
             self._started = False
 
 
+class LineProgress:
+    """A line on ``stream`` when the stage changes and at most every ``interval`` seconds
+    within one, for logs: no bars, no terminal control codes."""
+
+    def __init__(self, label: str, stream: TextIO | None = None, interval: float = 2.0) -> None:
+        self._label = label
+        self._stream = stream or sys.stderr
+        self._interval = interval
+        self._stage = ""
+        self._last = 0.0
+        self._size: int | None = None
+        self._received = 0
+
+    def _say(self, stage: str, done: int, size: int | None, *, final: bool = False) -> None:
+        now = time.monotonic()
+        if stage == self._stage and not final and now - self._last < self._interval:
+            return
+        self._stage, self._last = stage, now
+        amount = _mib(done) + (f" of {_mib(size)}" if size is not None else "")
+        print(f"{self._label}: {stage} {amount}", file=self._stream, flush=True)
+
+    def upload(self, status: UploadStatus) -> None:
+        self._say(f"{status.status.value} on the resource", status.bytesUploaded or 0, status.size)
+
+    def download_started(self, size: int | None) -> None:
+        self._size = size
+        self._say("downloading", 0, size)
+
+    def downloaded(self, nbytes: int) -> None:
+        self._received += nbytes
+        self._say("downloading", self._received, self._size)
+
+    def close(self) -> None:
+        if self._stage == "downloading":
+            self._say("downloaded", self._received, None, final=True)
+
+
+def _mib(nbytes: int) -> str:
+    return f"{nbytes / 2**20:.1f} MiB"
+
+
 def make_progress(progress: bool | Progress | None, label: str) -> Progress:
-    """``True``: bars; ``False``: nothing; ``None``: bars only if stderr is a terminal."""
-    if progress is None:
-        progress = sys.stderr.isatty()
-    if progress is True:
-        return RichProgress(label)
+    """``True``: bars on a terminal, else lines; ``False``: nothing; ``None``: bars only if
+    stderr is a terminal."""
+    if progress is None or progress is True:
+        if sys.stderr.isatty():
+            return RichProgress(label)
+        return LineProgress(label) if progress else NullProgress()
     if progress is False:
         return NullProgress()
     return progress

@@ -13,9 +13,11 @@ from urllib.parse import urlsplit
 import requests
 
 from ..errors import (
+    ConfigError,
     ProtocolError,
     RemoteError,
     ResourceOfflineError,
+    connection_problem,
 )
 from ..messages import FileUploadResponse, ResponseToClient, UploadStatus, parse
 from ._http import error_text
@@ -36,11 +38,12 @@ class Busy(Exception):
 
 def resource_name_of(resource_url: str) -> str:
     """The resource name kachery-cloud derives: the last path segment of the URL."""
-    name = urlsplit(resource_url).path.rstrip("/").split("/")[-1]
-    if not name:
-        raise ResourceOfflineError(
-            f"KACHERY_RESOURCE_URL={resource_url!r} names no resource; "
-            "expected <proxy url>/r/<resource name>"
+    parts = urlsplit(resource_url)
+    name = parts.path.rstrip("/").split("/")[-1]
+    if parts.scheme not in ("http", "https") or not parts.hostname or not name:
+        raise ConfigError(
+            f"KACHERY_RESOURCE_URL={resource_url!r} is not a resource URL; expected "
+            "<proxy url>/r/<resource name>, as `kachery-resource share` prints it"
         )
     return name
 
@@ -80,7 +83,8 @@ class ResourceClient:
             resp = self._session.post(self.url, json=body, timeout=(10, read_timeout))
         except requests.ConnectionError as exc:
             raise ResourceOfflineError(
-                f"cannot reach the proxy at {self.url}: {exc}; check KACHERY_RESOURCE_URL"
+                f"cannot reach the proxy at {self.url}: {connection_problem(exc)}; check "
+                "KACHERY_RESOURCE_URL and that the proxy is running"
             ) from exc
         except requests.Timeout as exc:
             raise Busy(f"the proxy at {self.url} did not answer in time", 0.0) from exc
@@ -96,7 +100,8 @@ class ResourceClient:
         if code in (404, 410, 502, 503):
             raise ResourceOfflineError(
                 f"resource {self.name!r} is offline: the proxy at {self.url} answered HTTP {code} "
-                f"({reason}); the data owner must run `kachery-resource share`",
+                f"({reason})" + ("" if "kachery-resource share" in reason
+                                 else "; the data owner must run `kachery-resource share`"),
                 status=code,
             )
         if code in (429, 504):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TextIO
 
 import click
 
@@ -24,7 +25,8 @@ def state_dir_for(config_path: Path) -> Path:
               default=CONFIG_FILE_NAME, show_default=True, help="Config file to write.")
 @click.option("--name", help="Resource name (letters, digits, _ - .).")
 @click.option("--zone", help="Kachery zone ('.' for default).")
-@click.option("--max-concurrent-uploads", "max_uploads", help="Uploads at once (default 2).")
+@click.option("--max-concurrent-uploads", "max_uploads", metavar="INTEGER",
+              help="Uploads at once (default 2).")
 @click.option("--proxy-url", help="URL of the kachery-resource proxy.")
 @click.option("--proxy-secret", help="Proxy secret (prompted hidden if omitted).")
 @click.option("--gateway-url", help="Zone gateway URL (optional; '.' removes it).")
@@ -55,23 +57,19 @@ def share_command(config_path: Path, verbose: bool) -> None:
 @click.command("link")
 @click.argument("paths", nargs=-1, required=True,
                 type=click.Path(exists=True, path_type=Path))
-@click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the manifest here instead of stdout.")
+@click.option("--manifest", type=click.File("w", encoding="utf-8", lazy=False),
+              help="Write the manifest here instead of stdout (opened before hashing starts).")
 @click.option("--format", "fmt", type=click.Choice(["tsv", "jsonl"]), default="tsv",
               show_default=True, help="Manifest format.")
 @click.option("-j", "--jobs", "workers", type=click.IntRange(1, 256),
               help="Files hashed in parallel.")
-def link_command(paths: tuple[Path, ...], manifest: Path | None, fmt: str,
+def link_command(paths: tuple[Path, ...], manifest: TextIO | None, fmt: str,
                  workers: int | None) -> None:
     """Link files or whole trees into the local store (kachery-cloud records) and print a manifest."""
     from .link import link_with_progress, write_manifest
 
     report = link_with_progress(list(paths), LocalStore.from_env(), workers)
-    if manifest is not None:
-        with open(manifest, "w", encoding="utf-8") as out:
-            write_manifest(report.files, out, fmt)
-    else:
-        write_manifest(report.files, sys.stdout, fmt)
+    write_manifest(report.files, manifest or sys.stdout, fmt)
     for path, message in report.errors:
         click.echo(f"error: {path}: {message}", err=True)
     click.echo(f"linked {len(report.files)} files ({report.hashed} hashed, "

@@ -25,7 +25,7 @@ import orjson
 
 from ..config import ResourceConfig
 from ..env_proxy import proxy_for
-from ..errors import InvalidUriError, ProtocolError
+from ..errors import InvalidUriError, ProtocolError, connection_problem
 from ..messages import Initialize, UploadState, dumps
 from ..uri import parse_sha1_uri
 from .jobs import JobManager
@@ -166,10 +166,8 @@ class ProxyConnection:
         msg = await ws.receive(timeout=ACK_TIMEOUT_SEC)
         if msg.type != aiohttp.WSMsgType.TEXT:
             reason = f" (code {ws.close_code}{': ' + str(msg.extra) if msg.extra else ''})"
-            raise ProtocolError(
-                f"the proxy closed the connection instead of acknowledging{reason}; check "
-                "the resource name, proxySecret, zone, and that no other daemon serves this name"
-            )
+            raise ProtocolError(f"the proxy closed the connection instead of acknowledging{reason}; "
+                                + REFUSAL_HINTS.get(ws.close_code or 0, REFUSAL_HINTS[0]))
         try:
             data = orjson.loads(msg.data)
         except ValueError:
@@ -244,6 +242,17 @@ class ProxyConnection:
                     time.monotonic() - t0)
 
 
+#: what to check when the proxy closes instead of acknowledging, by close code
+REFUSAL_HINTS = {
+    4001: "the proxy did not accept proxySecret: it must equal the proxy's PROXY_SECRET (or be "
+          "the token issued for this resource name); fix it with `kachery-resource init`",
+    4002: "another daemon already serves this resource name on the proxy: stop it, or choose "
+          "another name with `kachery-resource init`",
+    4003: "the proxy serves another zone: check kacheryZone in the config and KACHERY_ZONE",
+    0: "check the resource name, proxySecret, zone, and that no other daemon serves this name",
+}
+
+
 def _is_refused(exc: BaseException) -> bool:
     """Answer whether nothing listens at the proxy's address (it is down or restarting)."""
     if isinstance(exc, aiohttp.ClientConnectorError):
@@ -254,4 +263,6 @@ def _is_refused(exc: BaseException) -> bool:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.WSServerHandshakeError):
         return f"the proxy refused the WebSocket ({exc.status} {exc.message})"
+    if isinstance(exc, aiohttp.ClientConnectionError | OSError | TimeoutError):
+        return f"cannot connect: {connection_problem(exc)}"
     return str(exc) or type(exc).__name__

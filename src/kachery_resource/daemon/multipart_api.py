@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 
 from ..env_proxy import proxy_for
-from ..errors import GatewayError
+from ..errors import GatewayError, connection_problem
 from ..identity import signed_envelope
 from .upload import GATEWAY_TRANSIENT_STATUSES, GatewayClient, TransientError
 
@@ -70,7 +70,7 @@ class MultipartApi:
                     return {}
                 text = await resp.text()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TransientError(f"cannot reach gateway {url}: {exc!r}") from exc
+            raise TransientError(f"cannot reach gateway {url}: {connection_problem(exc)}") from exc
         try:
             data = json.loads(text)
         except ValueError:
@@ -112,7 +112,7 @@ class MultipartApi:
                 text = await resp.text()
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TransientError(f"cannot reach gateway {g.url} ({what}): {exc!r}") from exc
+            raise TransientError(f"cannot reach gateway {g.url} ({what}): {connection_problem(exc)}") from exc
         try:
             data = json.loads(text)
         except ValueError:

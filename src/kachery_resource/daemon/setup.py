@@ -4,6 +4,7 @@ make sure client keys exist and say how to register them."""
 from __future__ import annotations
 
 import socket
+import sys
 import urllib.parse
 import warnings
 from collections.abc import Callable
@@ -24,12 +25,14 @@ from ..config import (
     parse_config,
     save_config,
 )
+from ..errors import ConfigError
 from ..identity import ClientKeys, ensure_client_keys, load_client_keys
 from ..store import default_store_dir
 
 
 def _ask(
     label: str,
+    flag: str,
     given: Any,
     default: Any,
     check: Callable[[Any], Any],
@@ -37,14 +40,22 @@ def _ask(
     use_defaults: bool,
     hide: bool = False,
 ) -> Any:
-    """A flag value (validated, error if bad), else the default, else a prompt that re-asks."""
+    """A flag value (validated, error if bad), else the default, else a prompt that re-asks.
+
+    With ``-y`` a value that has no default is an error (a script must not hang on a
+    prompt), except a hidden one, which may stay empty; so is input that ends unanswered."""
     if given is not None:
         try:
             return check(given)
         except ValueError as exc:
-            raise click.BadParameter(str(exc)) from None
-    if use_defaults and default not in (None, ""):
-        return check(default)
+            raise click.BadParameter(str(exc), param_hint=f"'{flag}'") from None
+    if use_defaults:
+        if default not in (None, ""):
+            return check(default)
+        if hide:
+            return None
+        raise click.UsageError(f"-y found no {label.lower()} in the existing config; give it "
+                               f"with {flag}")
 
     def proc(value: str) -> Any:
         try:
@@ -52,15 +63,19 @@ def _ask(
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
 
-    if hide:
-        hint = " (Enter keeps the current one)" if default else ""
-        with warnings.catch_warnings():  # piped stdin: getpass cannot turn echo off
-            warnings.simplefilter("ignore")
-            value = click.prompt(f"{label}{hint}", default=default or None, hide_input=True,
-                                 show_default=False, value_proc=proc)
-    else:
-        value = click.prompt(label, default=default, value_proc=proc)
-    return value
+    try:
+        if hide:
+            hint = " (Enter keeps the current one)" if default else ""
+            with warnings.catch_warnings():  # piped stdin: getpass cannot turn echo off
+                warnings.simplefilter("ignore")
+                return click.prompt(f"{label}{hint}", default=default or None, hide_input=True,
+                                    show_default=False, value_proc=proc)
+        return click.prompt(label, default=default, value_proc=proc)
+    except click.Abort:
+        if sys.stdin.isatty():
+            raise  # Ctrl-C or Ctrl-D at the terminal
+        raise click.UsageError(f"the input ended before {label!r} had a valid answer; give it "
+                               f"with {flag}") from None
 
 
 def _optional_url(what: str) -> Callable[[Any], str | None]:
@@ -83,24 +98,28 @@ def run_init(
     use_defaults: bool,
 ) -> ResourceConfig:
     """Collect the settings, write ``config_path`` (0600), ensure keys, print next steps."""
+    if not config_path.parent.is_dir():
+        raise ConfigError(f"cannot write {config_path}: the directory {config_path.parent} does "
+                          "not exist; create it or choose another --config")
     old = load_config_defaults(config_path)
     opts = {"use_defaults": use_defaults}
     answers: dict[str, Any] = dict(old)
-    answers["resourceName"] = _ask("Resource name", name, old.get("resourceName"),
+    answers["resourceName"] = _ask("Resource name", "--name", name, old.get("resourceName"),
                                    lambda v: check_resource_name(str(v).strip()), **opts)
-    answers["kacheryZone"] = _ask("Kachery zone (use . for default zone)", zone,
+    answers["kacheryZone"] = _ask("Kachery zone (use . for default zone)", "--zone", zone,
                                   old.get("kacheryZone") or ".",
                                   lambda v: check_zone(str(v).strip()), **opts)
-    answers["maxConcurrentUploads"] = _ask("Maximum concurrent uploads", max_uploads,
+    answers["maxConcurrentUploads"] = _ask("Maximum concurrent uploads", "--max-concurrent-uploads",
+                                           max_uploads,
                                            old.get("maxConcurrentUploads")
                                            or DEFAULT_MAX_CONCURRENT_UPLOADS,
                                            check_positive_int, **opts)
-    answers["proxyUrl"] = _ask("Proxy URL", proxy_url, old.get("proxyUrl"),
+    answers["proxyUrl"] = _ask("Proxy URL", "--proxy-url", proxy_url, old.get("proxyUrl"),
                                lambda v: check_url(str(v), "proxy URL"), **opts)
-    answers["proxySecret"] = _ask("Proxy secret", proxy_secret, old.get("proxySecret"),
+    answers["proxySecret"] = _ask("Proxy secret", "--proxy-secret", proxy_secret, old.get("proxySecret"),
                                   lambda v: str(v), hide=True, **opts) or None
-    if gateway_url is not None or "gatewayUrl" in old:
-        answers["gatewayUrl"] = _ask("Gateway URL", gateway_url, old.get("gatewayUrl"),
+    if gateway_url is not None or old.get("gatewayUrl"):
+        answers["gatewayUrl"] = _ask("Gateway URL", "--gateway-url", gateway_url, old.get("gatewayUrl"),
                                      _optional_url("gateway URL"), use_defaults=True)
     if answers.get("kacheryZone") == DEFAULT_ZONE:
         answers.pop("kacheryZone")

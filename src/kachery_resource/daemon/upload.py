@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import aiohttp
 
 from ..env_proxy import proxy_for
-from ..errors import GatewayError, IntegrityError, UploadFailedError
+from ..errors import GatewayError, IntegrityError, UploadFailedError, connection_problem
 from ..identity import ClientKeys, signed_envelope
 from ..store import LocalFile
 from .put import Put
@@ -83,7 +83,7 @@ class GatewayClient:
                         raise TransientError(message)
                     raise GatewayError(message, resp.status)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TransientError(f"cannot reach gateway {self.url} ({what}): {exc!r}") from exc
+            raise TransientError(f"cannot reach gateway {self.url} ({what}): {connection_problem(exc)}") from exc
         try:
             data = _json_object(text)
         except ValueError:

@@ -28,8 +28,7 @@ from .files import FileRoutes
 from .problems import error_middleware
 from .registration import RegistrationRoutes
 from .settings import GatewaySettings
-from .storage import Storage
-from .zones import Zone, open_zones
+from .zones import Zone, close_zones, open_zones
 
 log = logging.getLogger("kachery_resource.gateway")
 
@@ -71,8 +70,9 @@ async def sweep_unfinished_uploads(settings: GatewaySettings, zones: dict[str, Z
         try:
             removed += await zone.storage.cleanup(keys.staging_root(zone.prefix), age)
             removed += await zone.storage.mp_cleanup(keys.multipart_root(zone.prefix), age)
-        except Exception:
-            log.exception("cleaning up unfinished uploads in zone %s failed", zone.name)
+        except Exception as exc:  # one line, no traceback: the sweep runs again later
+            log.warning("cleaning up unfinished uploads in zone %s failed (%s: %s); retrying in %g s",
+                        zone.name, type(exc).__name__, exc, settings.cleanup_interval_sec)
     return removed
 
 
@@ -115,9 +115,7 @@ def build_app(settings: GatewaySettings, zones: dict[str, Zone] | None = None) -
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        storages: dict[int, Storage] = {id(z.storage): z.storage for z in zones.values()}
-        for storage in storages.values():
-            await storage.close()
+        await close_zones(zones)
 
     app.cleanup_ctx.append(background)
     return app

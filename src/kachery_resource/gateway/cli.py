@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from ..errors import ConfigError
 from ..identity import is_client_id
@@ -22,14 +23,18 @@ T = TypeVar("T")
 
 _storage_option = click.option(
     "--storage", metavar="DIR|s3://BUCKET/PREFIX",
-    help="Where the zone's bytes and client records live (zero config: zone 'default' here; "
-         "default $KACHERY_GATEWAY_STORAGE or ~/.kachery-resource/gateway).")
+    show_default="$KACHERY_GATEWAY_STORAGE or ~/.kachery-resource/gateway",
+    help="Where the zones' bytes and client records live: a local directory or an S3 bucket "
+         "(overrides the config's storage; without --config: zone 'default').")
 _config_option = click.option(
     "--config", type=click.Path(path_type=Path, exists=True, dir_okay=False),
     help="Zones YAML (see docs/gateway.md).")
 _endpoint_option = click.option(
-    "--s3-endpoint-url", metavar="URL",
-    help="S3-compatible endpoint (SeaweedFS, MinIO, R2 …); default $AWS_ENDPOINT_URL or AWS.")
+    "--s3-endpoint-url", metavar="URL", show_default="$AWS_ENDPOINT_URL or AWS",
+    help="S3-compatible endpoint: SeaweedFS, MinIO, R2 … (overrides the config's s3EndpointUrl).")
+_zone_option = click.option(
+    "--zone", default="default", show_default=True,
+    help="The zone whose clients to manage (a zone of --config; without --config there is only 'default').")
 
 
 def _settings(storage: str | None, config: Path | None, endpoint: str | None,
@@ -45,20 +50,25 @@ def _settings(storage: str | None, config: Path | None, endpoint: str | None,
 
 @click.group("gateway", invoke_without_command=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", type=int, default=8080, show_default=True, help="Port; 0 picks a free one.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
+              help="Port; 0 picks a free one.")
 @_storage_option
 @_config_option
 @_endpoint_option
-@click.option("--public-url", metavar="URL",
-              help="The gateway's URL as clients see it (base of signed URLs); default: from the request.")
-@click.option("--timestamp-window", type=float, metavar="SECONDS",
-              help="Accepted clock skew of signed requests (default 125).")
+@click.option("--public-url", metavar="URL", show_default="the URL each request came to",
+              help="The gateway's http(s) URL as clients see it, the base of signed URLs "
+                   "(overrides the config's publicUrl).")
+@click.option("--timestamp-window", type=float, metavar="SECONDS", show_default=True,
+              default=int(GatewaySettings.model_fields["timestamp_window_sec"].default),
+              help="Accepted clock skew of signed requests (overrides the config's timestampWindowSec).")
 @click.option("--allow-public-upload", is_flag=True, default=None,
-              help="Every zone: any approved client may upload.")
+              help="Every zone: any approved client may upload (overrides allowPublicUpload).")
 @click.option("--auto-approve-clients", is_flag=True, default=None,
-              help="Every zone: /registerClient approves at once (upload + download).")
+              help="Every zone: /registerClient approves at once, with upload + download "
+                   "(overrides autoApproveClients).")
 @click.option("--no-public-download", is_flag=True, default=None,
-              help="Every zone: only approved clients with the download right may download.")
+              help="Every zone: only approved clients with the download right may download "
+                   "(overrides allowPublicDownload).")
 @click.pass_context
 def gateway(ctx: click.Context, host: str, port: int, storage: str | None, config: Path | None,
             s3_endpoint_url: str | None, public_url: str | None, timestamp_window: float | None,
@@ -72,6 +82,8 @@ def gateway(ctx: click.Context, host: str, port: int, storage: str | None, confi
                                        "s3_endpoint_url": s3_endpoint_url}
     if ctx.invoked_subcommand is not None:
         return
+    if ctx.get_parameter_source("timestamp_window") is ParameterSource.DEFAULT:
+        timestamp_window = None  # the config's timestampWindowSec, else the same default
     settings = load_settings(config, storage=storage, overrides={
         "s3EndpointUrl": s3_endpoint_url, "publicUrl": public_url,
         "timestampWindowSec": timestamp_window})
@@ -84,20 +96,27 @@ def gateway(ctx: click.Context, host: str, port: int, storage: str | None, confi
             zone.allow_public_download = False
     from ..servers import run, serve
     from .app import build_app
-    from .zones import open_zones
+    from .zones import check_zones, close_zones, describe, open_zones
 
     zones = open_zones(settings)
     app = build_app(settings, zones)
 
     async def announce(url: str) -> None:
         for zone in zones.values():
-            click.echo(f"zone {zone.name}: {zone.storage.description}"
-                       + (f" (prefix {zone.prefix})" if zone.prefix else ""))
+            click.echo(describe(zone))
         click.echo(f"point kachery-cloud at it: export KACHERY_GATEWAY_URL={url}")
         click.echo("approve a client: kachery-resource gateway clients add CLIENT_ID --upload"
                    + (f" --config {config}" if config else f" --storage {settings.storage}"))
 
-    run(serve(app, host, port, on_started=announce))
+    async def main() -> None:
+        try:
+            await check_zones(zones)  # refuse to start on an unusable bucket, before listening
+        except BaseException:
+            await close_zones(zones)
+            raise
+        await serve(app, host, port, on_started=announce)
+
+    run(main())
 
 
 @gateway.group("clients")
@@ -106,17 +125,21 @@ def clients() -> None:
 
 
 def _zone(settings: GatewaySettings, name: str) -> Zone:
-    from .zones import open_zones
+    """Open zone ``name`` and say on stderr which storage it is (a forgotten --storage shows)."""
+    from .zones import describe, open_zones
 
     if name not in settings.zones:
         raise ConfigError(f"no zone {name!r} in the gateway settings; zones: {', '.join(settings.zones)}")
     only = settings.model_copy(update={"zones": {name: settings.zones[name]}})
-    return open_zones(only)[name]
+    zone = open_zones(only)[name]
+    click.echo(describe(zone), err=True)
+    return zone
 
 
 def _run(make: Callable[[ClientRegistry], Coroutine[Any, Any, T]], zone: Zone) -> T:
     async def main() -> T:
         try:
+            await zone.storage.check(zone.prefix)
             return await make(zone.registry)
         finally:
             await zone.storage.close()
@@ -135,13 +158,15 @@ def _client_id(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @_storage_option
 @_config_option
 @_endpoint_option
-@click.option("--zone", default="default", show_default=True)
+@_zone_option
 @click.option("--upload/--no-upload", default=False, show_default=True, help="May upload.")
 @click.option("--download/--no-download", default=True, show_default=True,
               help="May download (matters where public download is off).")
 @click.option("--admin/--no-admin", default=False, show_default=True, help="May delete files.")
-@click.option("--label", default=None, help="A name for the client (default: keep, or empty).")
-@click.option("--owner", default=None, help="Who owns the client (shown by kachery-cloud-init).")
+@click.option("--label", default=None, show_default="unchanged, or empty",
+              help="A name for the client.")
+@click.option("--owner", default=None, show_default="unchanged, or 'admin'",
+              help="Who owns the client (shown by kachery-cloud-init).")
 def clients_add(client_id: str, storage: str | None, config: Path | None, s3_endpoint_url: str | None,
                 zone: str, upload: bool, download: bool, admin: bool, label: str | None,
                 owner: str | None) -> None:
@@ -170,7 +195,7 @@ def clients_add(client_id: str, storage: str | None, config: Path | None, s3_end
 @_storage_option
 @_config_option
 @_endpoint_option
-@click.option("--zone", default="default", show_default=True)
+@_zone_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of the records.")
 def clients_list(storage: str | None, config: Path | None, s3_endpoint_url: str | None,
                  zone: str, as_json: bool) -> None:
@@ -195,7 +220,7 @@ def clients_list(storage: str | None, config: Path | None, s3_endpoint_url: str 
 @_storage_option
 @_config_option
 @_endpoint_option
-@click.option("--zone", default="default", show_default=True)
+@_zone_option
 def clients_remove(client_id: str, storage: str | None, config: Path | None,
                    s3_endpoint_url: str | None, zone: str) -> None:
     """Remove CLIENT_ID from a zone (it can no longer upload; effective within ~1 s)."""

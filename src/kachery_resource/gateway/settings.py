@@ -21,23 +21,70 @@ from __future__ import annotations
 
 import os
 import re
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import ConfigError
+from ..settings_errors import explain
 
 ZONE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 DEFAULT_ZONE = "default"
 MAX_SINGLE_PUT = 5_000_000_000
+STORAGE_FORMS = "a local directory (DIR or file:///DIR) or s3://BUCKET[/PREFIX]"
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+FLAGS = {"storage": "--storage", "s3EndpointUrl": "--s3-endpoint-url", "publicUrl": "--public-url",
+         "timestampWindowSec": "--timestamp-window"}
+"""The command-line flag of each setting a flag can override (named in error messages)."""
 
 
 def default_storage_dir() -> Path:
     """Where zero-config gateways keep their bytes: ``$KACHERY_GATEWAY_STORAGE`` or ~/.kachery-resource/gateway."""
     env = os.environ.get("KACHERY_GATEWAY_STORAGE")
+    if env and _SCHEME.match(env):
+        raise ConfigError(f"KACHERY_GATEWAY_STORAGE={env} is not a local directory; set it to one, "
+                          "or give --storage (a DIR or s3://BUCKET[/PREFIX])")
     return Path(env) if env else Path.home() / ".kachery-resource" / "gateway"
+
+
+def check_storage(value: str | None) -> str | None:
+    """Accept ``DIR``, ``file:///DIR`` or ``s3://BUCKET[/PREFIX]``; raise ValueError otherwise."""
+    if value is None:
+        return None
+    if not value.strip():
+        raise ValueError(f"must not be empty; give {STORAGE_FORMS}")
+    scheme = _SCHEME.match(value)
+    if scheme is None or scheme.group(1) == "file":
+        return value
+    if scheme.group(1) != "s3":
+        raise ValueError(f"{scheme.group(1)}:// storage is not supported; give {STORAGE_FORMS}")
+    if not value[len("s3://"):].partition("/")[0]:
+        raise ValueError("an S3 storage needs a bucket: s3://BUCKET[/PREFIX]")
+    return value
+
+
+def check_http_url(value: str | None, example: str) -> str | None:
+    """Accept an ``http://`` or ``https://`` URL with a host; raise ValueError otherwise."""
+    if value is None:
+        return None
+    try:
+        parts = urlsplit(value)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"must be an http:// or https:// URL with a host, e.g. {example}")
+    return value
+
+
+StorageUrl = Annotated[str | None, AfterValidator(check_storage)]
+EndpointUrl = Annotated[str | None, AfterValidator(partial(check_http_url, example="http://127.0.0.1:8333"))]
+PublicUrl = Annotated[str | None, AfterValidator(partial(check_http_url, example="https://gateway.example.org"))]
 
 
 class ZoneSettings(BaseModel):
@@ -45,9 +92,9 @@ class ZoneSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    storage: str | None = Field(None, description="DIR or s3://BUCKET/PREFIX; default: the top-level storage")
+    storage: StorageUrl = Field(None, description="DIR or s3://BUCKET/PREFIX; default: the top-level storage")
     prefix: str = Field("", description="extra key prefix for this zone inside the storage")
-    s3_endpoint_url: str | None = Field(None, alias="s3EndpointUrl")
+    s3_endpoint_url: EndpointUrl = Field(None, alias="s3EndpointUrl")
     allow_public_download: bool = Field(True, alias="allowPublicDownload",
                                         description="unregistered clients may download")
     allow_public_upload: bool = Field(False, alias="allowPublicUpload",
@@ -61,9 +108,9 @@ class GatewaySettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    storage: str | None = Field(None, description="default storage of zones that name none")
-    s3_endpoint_url: str | None = Field(None, alias="s3EndpointUrl")
-    public_url: str | None = Field(None, alias="publicUrl",
+    storage: StorageUrl = Field(None, description="default storage of zones that name none")
+    s3_endpoint_url: EndpointUrl = Field(None, alias="s3EndpointUrl")
+    public_url: PublicUrl = Field(None, alias="publicUrl",
                                    description="base URL of the gateway as clients see it (signed URLs)")
     timestamp_window_sec: float = Field(125.0, alias="timestampWindowSec", gt=0)
     max_body_bytes: int = Field(65536, alias="maxBodyBytes", ge=1024)
@@ -132,6 +179,7 @@ def load_settings(
     With neither a config nor a storage: zone ``default`` on :func:`default_storage_dir`.
     """
     data: dict[str, Any] = {}
+    given = {k: v for k, v in {"storage": storage, **(overrides or {})}.items() if v is not None}
     if config is not None:
         try:
             loaded = yaml.safe_load(config.read_text()) or {}
@@ -140,9 +188,7 @@ def load_settings(
         if not isinstance(loaded, dict):
             raise ConfigError(f"gateway config {config} must be a YAML mapping")
         data = _relative_to(loaded, config.parent)
-    if storage is not None:
-        data["storage"] = storage
-    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    data.update(given)
     if not data.get("zones"):
         data["zones"] = {DEFAULT_ZONE: {}}
     if data.get("storage") is None and any(
@@ -152,5 +198,5 @@ def load_settings(
     try:
         return GatewaySettings.model_validate(data)
     except ValidationError as exc:
-        where = f"gateway config {config}" if config else "gateway settings"
-        raise ConfigError(f"invalid {where}:\n{exc}") from exc
+        raise ConfigError(explain(exc, GatewaySettings, program="gateway", docs="docs/gateway.md",
+                                  config=config, named={k: FLAGS[k] for k in given if k in FLAGS})) from None

@@ -48,3 +48,33 @@ def open_zones(settings: GatewaySettings) -> dict[str, Zone]:
     if not zones:
         raise ConfigError("the gateway has no zones")
     return zones
+
+
+def _distinct(zones: dict[str, Zone]) -> list[Zone]:
+    """One zone per (storage, prefix) pair, in order."""
+    seen: dict[tuple[int, str], Zone] = {}
+    for zone in zones.values():
+        seen.setdefault((id(zone.storage), zone.prefix), zone)
+    return list(seen.values())
+
+
+async def check_zones(zones: dict[str, Zone]) -> None:
+    """Check every zone's storage is usable (S3: bucket reachable with the credentials).
+
+    Raises ConfigError naming the storage, the problem and what to set.
+    """
+    for zone in _distinct(zones):
+        await zone.storage.check(zone.prefix)
+
+
+async def close_zones(zones: dict[str, Zone]) -> None:
+    """Close every storage the zones use (once each)."""
+    storages: dict[int, Storage] = {id(z.storage): z.storage for z in zones.values()}
+    for storage in storages.values():
+        await storage.close()
+
+
+def describe(zone: Zone) -> str:
+    """``zone NAME: <where its bytes are> (prefix P)``, as the CLI prints it."""
+    return (f"zone {zone.name}: {zone.storage.description}"
+            + (f" (prefix {zone.prefix})" if zone.prefix else ""))

@@ -6,7 +6,10 @@ import contextlib
 import json
 import sys
 import time
+from pathlib import Path
 from typing import IO, Any
+
+from ..errors import ConfigError
 
 
 class AccessLog:
@@ -20,7 +23,7 @@ class AccessLog:
         elif target == "-":
             self._stream = sys.stderr
         else:
-            self._stream = open(target, "a", buffering=1)
+            self._stream = _open(target)
             self._own = True
 
     @property
@@ -38,3 +41,22 @@ class AccessLog:
         if self._own and self._stream is not None:
             self._stream.close()
         self._stream = None
+
+
+def _open(target: str) -> IO[str]:
+    """Open the access log file for appending, or say clearly why it cannot be."""
+    try:
+        return open(target, "a", buffering=1)
+    except OSError as exc:
+        parent = Path(target).parent
+        if not parent.is_dir():
+            why = f"the directory {parent} does not exist; create it, or"
+        elif isinstance(exc, IsADirectoryError):
+            why = "it is a directory;"
+        elif isinstance(exc, PermissionError):
+            why = "permission denied (not writable by this user);"
+        else:
+            why = f"{exc.strerror or exc};"
+        raise ConfigError(f"cannot open the access log {target}: {why} set --access-log "
+                          "(accessLog in the config) to a writable file, '-' (stderr) or 'off'"
+                          ) from None

@@ -2,41 +2,78 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+from click.core import ParameterSource
 
+from ..config import check_resource_name, check_zone
 from ..errors import ConfigError
 from .credentials import TokenStore
-from .settings import DEFAULT_TOKENS_FILE, load_config_file, make_settings
+from .settings import DEFAULT_TOKENS_FILE, ProxySettings, load_config_file, make_settings
+
+if TYPE_CHECKING:
+    from click.types import OptionHelpExtra
 
 _TOKENS_ENV = "KACHERY_PROXY_TOKENS_FILE"
 
 
+class _Option(click.Option):
+    """An option whose text ``show_default`` reads ``[default: TEXT]`` in --help, like a
+    plain default (click would put the text in parentheses)."""
+
+    def get_help_extra(self, ctx: click.Context) -> OptionHelpExtra:
+        extra = super().get_help_extra(ctx)
+        if isinstance(self.show_default, str):
+            extra["default"] = self.show_default
+        return extra
+
+
+_option = functools.partial(click.option, cls=_Option)
+
+
+def _default(field: str) -> str:
+    """A setting's default as shown in ``--help`` (from the model, so they cannot drift)."""
+    value = ProxySettings.model_fields[field].default
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 @click.group(invoke_without_command=True)
-@click.option("--host", default=None, help="Interface to listen on [127.0.0.1; 0.0.0.0 for public].")
-@click.option("--port", type=int, envvar="PORT", default=None, help="TCP port [$PORT or 3030]; 0 = free.")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="YAML file with any proxy setting (see docs/proxy.md).")
-@click.option("--tokens-file", type=click.Path(dir_okay=False, path_type=Path), envvar=_TOKENS_ENV,
-              default=None, help=f"Per-resource tokens [${_TOKENS_ENV} or ./{DEFAULT_TOKENS_FILE}].")
-@click.option("--require-tokens", is_flag=True, default=None,
-              help="Refuse the shared PROXY_SECRET: every resource needs its own token.")
-@click.option("--nats-url", envvar="KACHERY_PROXY_NATS_URL", default=None,
-              help="NATS server shared by several proxy instances [$KACHERY_PROXY_NATS_URL].")
-@click.option("--instance-id", default=None, help="Name of this instance [random].")
-@click.option("--max-wait-sec", type=float, default=None, help="Clamp of one HTTP wait [25].")
-@click.option("--heartbeat-sec", type=float, default=None,
-              help="WebSocket ping interval; a silent daemon is dropped after 1.5x [30].")
-@click.option("--max-body-bytes", type=int, default=None, help="Largest request body [65536].")
-@click.option("--max-frame-bytes", type=int, default=None, help="Largest daemon message [1 MiB].")
-@click.option("--max-inflight-per-resource", type=int, default=None,
-              help="Waiting requests per resource before 429 [1000].")
-@click.option("--max-connections-per-ip", type=int, default=None,
-              help="Open requests + sockets per client IP; 0 = no limit [1024].")
-@click.option("--access-log", default=None, help="'-' (stderr), 'off', or a file [-].")
+@_option("--host", default=None, show_default=_default("host"),
+         help="Interface to listen on (0.0.0.0 for a public server).")
+@_option("--port", envvar="PORT", default=None, metavar="INTEGER",
+         show_default=f"$PORT or {_default('port')}", help="TCP port; 0 = any free port.")
+@_option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+         default=None, help="YAML file with any proxy setting (see docs/proxy.md).")
+@_option("--tokens-file", type=click.Path(dir_okay=False, path_type=Path), envvar=_TOKENS_ENV,
+         default=None, show_default=f"${_TOKENS_ENV} or ./{DEFAULT_TOKENS_FILE}",
+         help="Per-resource tokens.")
+@_option("--require-tokens", is_flag=True, default=None,
+         help="Refuse the shared PROXY_SECRET: every resource needs its own token.")
+@_option("--nats-url", envvar="KACHERY_PROXY_NATS_URL", default=None,
+         show_default="$KACHERY_PROXY_NATS_URL or none (one instance)",
+         help="NATS server shared by several proxy instances.")
+@_option("--instance-id", default=None, show_default="random",
+         help="Name of this instance.")
+@_option("--max-wait-sec", type=float, default=None, show_default=_default("max_wait_sec"),
+         help="Clamp of one HTTP wait.")
+@_option("--heartbeat-sec", type=float, default=None, show_default=_default("heartbeat_sec"),
+         help="WebSocket ping interval; a silent daemon is dropped after 1.5x.")
+@_option("--max-body-bytes", type=int, default=None, show_default=_default("max_body_bytes"),
+         help="Largest request body.")
+@_option("--max-frame-bytes", type=int, default=None,
+         show_default=f"{_default('max_frame_bytes')} = 1 MiB", help="Largest daemon message.")
+@_option("--max-inflight-per-resource", type=int, default=None,
+         show_default=_default("max_inflight_per_resource"),
+         help="Waiting requests per resource before 429.")
+@_option("--max-connections-per-ip", type=int, default=None,
+         show_default=_default("max_connections_per_ip"),
+         help="Open requests + sockets per client IP; 0 = no limit.")
+@_option("--access-log", default=None, show_default=f"{_default('access_log')} (stderr)",
+         help="'-' (stderr), 'off', or a file (JSON lines, appended).")
 @click.pass_context
 def proxy(ctx: click.Context, /, config_file: Path | None, **flags: Any) -> None:
     """Run the relay between kachery clients and resource daemons (PROXY_SECRET from env)."""
@@ -48,7 +85,8 @@ def proxy(ctx: click.Context, /, config_file: Path | None, **flags: Any) -> None
     if overrides["tokens_file"] is None and "tokensFile" not in file_values \
             and "tokens_file" not in file_values:
         overrides["tokens_file"] = Path(DEFAULT_TOKENS_FILE)
-    settings = make_settings(file_values, overrides)
+    settings = make_settings(file_values, overrides, names=_names_given(ctx),
+                             config_file=config_file)
     if not settings.proxy_secret and not settings.require_tokens:
         raise ConfigError("no proxy secret: set the PROXY_SECRET environment variable "
                           "(e.g. `export PROXY_SECRET=$(openssl rand -hex 24)`), or run with "
@@ -60,13 +98,27 @@ def proxy(ctx: click.Context, /, config_file: Path | None, **flags: Any) -> None
     run(serve_proxy(build_app(settings), settings.host, settings.port))
 
 
+def _names_given(ctx: click.Context) -> dict[str, str]:
+    """How the user gave each setting: its flag, or ``$VAR`` when it came from the environment."""
+    names = {"proxy_secret": "$PROXY_SECRET"}
+    for param in ctx.command.params:
+        if param.name is None or not isinstance(param, click.Option):
+            continue
+        from_env = ctx.get_parameter_source(param.name) is ParameterSource.ENVIRONMENT
+        if from_env and isinstance(param.envvar, str):
+            names[param.name] = f"${param.envvar}"
+        else:
+            names[param.name] = param.opts[0]
+    return names
+
+
 def _store(tokens_file: Path | None) -> TokenStore:
     return TokenStore(tokens_file or Path(DEFAULT_TOKENS_FILE))
 
 
-_tokens_file_option = click.option(
+_tokens_file_option = _option(
     "--tokens-file", type=click.Path(dir_okay=False, path_type=Path), envvar=_TOKENS_ENV,
-    default=None, help=f"Token file [${_TOKENS_ENV} or ./{DEFAULT_TOKENS_FILE}].")
+    default=None, show_default=f"${_TOKENS_ENV} or ./{DEFAULT_TOKENS_FILE}", help="Token file.")
 
 
 @proxy.group()
@@ -81,6 +133,10 @@ def tokens() -> None:
 @_tokens_file_option
 def tokens_add(resource_name: str, zone: str, replace: bool, tokens_file: Path | None) -> None:
     """Issue a token for RESOURCE_NAME; prints the token (only now) on stdout."""
+    try:  # the same rules as the daemon's `init`: a token for another name could never be used
+        resource_name, zone = check_resource_name(resource_name), check_zone(zone)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     store = _store(tokens_file)
     token = store.add(resource_name, zone, replace=replace)
     click.echo(f"token for {resource_name} (zone {zone}) saved hashed in {store.path}; "
@@ -92,7 +148,11 @@ def tokens_add(resource_name: str, zone: str, replace: bool, tokens_file: Path |
 @_tokens_file_option
 def tokens_list(tokens_file: Path | None) -> None:
     """List resource names that have a token (never the tokens)."""
-    for name, entry in sorted(_store(tokens_file).entries().items()):
+    store = _store(tokens_file)
+    entries = store.entries()
+    if not entries:
+        click.echo(f"no tokens in {store.path}", err=True)
+    for name, entry in sorted(entries.items()):
         click.echo(f"{name}\tzone={entry.zone}\tcreated={entry.created}")
 
 

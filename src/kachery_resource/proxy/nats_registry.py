@@ -13,22 +13,28 @@ Messages on that subject (JSON, field ``op``):
 - ``announce``: published by a new holder right after subscribing. If two instances
   claimed the same free name at the same moment, the older claim (earlier ``since``,
   then smaller instance id) keeps it and the other closes its socket (code 4002).
+
+The connection to NATS is made in the background: the proxy serves even while NATS is
+unreachable (``/healthz`` answers 503, names held elsewhere are unavailable) and retries
+with a backoff, logging one line per change of state, never a traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import re
 import secrets
+import sys
 from collections.abc import Callable
 from typing import Any
 
-import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
-from nats.errors import NoRespondersError
+from nats.errors import NoRespondersError, StaleConnectionError
 from nats.errors import TimeoutError as NatsTimeout
 
 from ..errors import ConfigError
@@ -37,11 +43,37 @@ from .errors import ProxyRefusal, offline, timed_out
 from .registry import CLOSE_REPLACED, LocalRegistry, name_taken
 
 CLOSE_HELD_ELSEWHERE = 4002
+RETRY_MIN_SEC = 0.5  # first wait between connection attempts; doubles up to RETRY_MAX_SEC
+RETRY_MAX_SEC = 5.0
+CONNECT_TIMEOUT_SEC = 2  # one connection attempt (TCP + NATS handshake)
+# errors that mean the connection is going (StaleConnectionError includes "unexpected EOF")
+_CONNECTION_LOST = (OSError, asyncio.TimeoutError, StaleConnectionError)
 
 
 def _unavailable(what: str) -> ProxyRefusal:
     return ProxyRefusal(503, "cluster-unavailable",
                         f"the proxy cluster bus (NATS) is not available: {what}; retry shortly")
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def shown_url(url: str) -> str:
+    """``url`` without credentials (``nats://user:pass@host`` -> ``nats://host``), for logs."""
+    return re.sub(r"//[^/@]*@", "//", url)
+
+
+def reason(exc: BaseException) -> str:
+    """A short description of a connection failure, for one log line."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError, NatsTimeout)):
+        return "timed out"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[:1].lower() + exc.strerror[1:]
+    text = str(exc).removeprefix("nats: ").strip()
+    return text or type(exc).__name__
 
 
 class NatsRegistry(LocalRegistry):
@@ -53,37 +85,107 @@ class NatsRegistry(LocalRegistry):
         self.prefix = prefix
         self.instance_id = instance_id
         self.claim_timeout = claim_timeout
-        self.nc: Client | None = None
+        self.nc = Client()
         self.subs: dict[str, Subscription] = {}
         self._claiming: set[str] = set()
         self._serving: dict[str, asyncio.Task[None]] = {}
+        self._connecting: asyncio.Task[None] | None = None
+        self._attempted = asyncio.Event()  # the first connection attempt has an outcome
+        self._started = False  # start() returned: the server prints its URL, then our logs
+        self._down_said = False  # "cannot reach" / "lost" was logged; "connected" is next
+        self._was_up = False  # connected at least once: a failure is a lost connection
+        self._stopping = False
 
     def subject(self, name: str) -> str:
         return f"{self.prefix}.r.{name.encode('utf-8').hex()}"
 
     async def start(self) -> None:
-        try:
-            self.nc = await nats.connect(self.url, name=f"kachery-proxy-{self.instance_id}",
-                                         max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-                                         connect_timeout=5)
-        except (NatsError, OSError) as exc:
-            raise ConfigError(f"cannot connect to NATS at {self.url}: {exc}") from exc
+        """Start connecting in the background; return once the first attempt succeeded or
+        failed (so a reachable NATS is connected before the proxy listens)."""
+        self._connecting = asyncio.create_task(self._connect())
+        attempted = asyncio.create_task(self._attempted.wait())
+        await asyncio.wait({self._connecting, attempted}, return_when=asyncio.FIRST_COMPLETED)
+        attempted.cancel()
+        exc = self._connecting.exception() if self._connecting.done() else None
+        if exc is not None:
+            raise ConfigError(f"invalid NATS URL {shown_url(self.url)!r} ({reason(exc)}): "
+                              "expected nats://HOST:PORT") from None
+        self._started = True
+
+    async def _connect(self) -> None:
+        # nats-py retries forever (max_reconnect_attempts=-1) both the first connection and
+        # reconnections, waiting reconnect_time_wait (read before every attempt) between
+        # tries; _on_error grows that wait (the backoff) and _on_up resets it.
+        await self.nc.connect(
+            self.url, name=f"kachery-proxy-{self.instance_id}", allow_reconnect=True,
+            max_reconnect_attempts=-1, reconnect_time_wait=RETRY_MIN_SEC,  # type: ignore[arg-type]
+            connect_timeout=CONNECT_TIMEOUT_SEC, error_cb=self._on_error,
+            disconnected_cb=self._on_disconnected, reconnected_cb=self._on_up,
+            closed_cb=self._on_closed)
+        await self._on_up()
+
+    async def _on_error(self, exc: Exception) -> None:
+        if self.nc.is_connected:
+            if isinstance(exc, _CONNECTION_LOST):  # then disconnected_cb: one line for both
+                self._down(reason(exc))
+            else:  # trouble on a working connection: one line, no traceback
+                _say(f"nats: {reason(exc)}")
+            return
+        self._attempted.set()
+        wait = float(self.nc.options.get("reconnect_time_wait", RETRY_MIN_SEC))
+        self.nc.options["reconnect_time_wait"] = min(RETRY_MAX_SEC, wait * 2)
+        self._down(reason(exc))
+
+    async def _on_disconnected(self) -> None:
+        self._down(None)
+
+    def _down(self, why: str | None) -> None:
+        """Log the first failure after being up (or since the start), once."""
+        if not self._started or self._down_said or self._stopping:
+            return
+        self._down_said = True
+        because = f" ({why})" if why else ""
+        if self._was_up:
+            _say(f"nats: lost the connection to {shown_url(self.url)}{because}; reconnecting")
+        else:
+            _say(f"nats: cannot reach {shown_url(self.url)}{because}; retrying")
+
+    async def _on_up(self) -> None:
+        self._attempted.set()
+        self._was_up = True
+        self.nc.options["reconnect_time_wait"] = RETRY_MIN_SEC
+        if self._down_said:
+            self._down_said = False
+            _say(f"nats: connected to {shown_url(self.url)}")
+
+    async def _on_closed(self) -> None:
+        if not self._stopping:
+            why = reason(self.nc.last_error) if self.nc.last_error else "closed by the client"
+            _say(f"nats: the connection to {shown_url(self.url)} was closed ({why}); "
+                      "restart this proxy instance to rejoin the cluster")
 
     async def stop(self) -> None:
+        self._stopping = True
         for task in list(self._serving.values()):
             task.cancel()
-        if self.nc is not None and not self.nc.is_closed:
+        connecting = self._connecting
+        if connecting is not None and not connecting.done():
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await connecting
+        set_up = connecting is not None and (connecting.cancelled() or connecting.exception() is None)
+        if set_up and not self.nc.is_closed:  # (a client whose URL was refused has nothing to close)
             await self.nc.close()
 
     @property
     def healthy(self) -> bool:
-        return self.nc is not None and self.nc.is_connected
+        return self.nc.is_connected
 
     def serving_count(self) -> int:
         return len(self._serving)
 
     def _bus(self) -> Client:
-        if self.nc is None or not self.nc.is_connected:
+        if not self.nc.is_connected:
             raise _unavailable("not connected")
         return self.nc
 
@@ -128,7 +230,7 @@ class NatsRegistry(LocalRegistry):
         await super().release(conn)
         if held:
             sub = self.subs.pop(conn.name, None)
-            if sub is not None and self.nc is not None and not self.nc.is_closed:
+            if sub is not None and not self.nc.is_closed:
                 await sub.unsubscribe()
 
     # -- relaying -----------------------------------------------------------------------
@@ -213,7 +315,7 @@ class NatsRegistry(LocalRegistry):
 
     async def _on_announce(self, name: str, since: float, instance: str) -> None:
         conn = self.conns.get(name)
-        if conn is None or self.nc is None:
+        if conn is None:
             return
         if (since, instance) < (conn.since, self.instance_id):
             conn.close(CLOSE_HELD_ELSEWHERE, "name claimed at the same time on another instance")

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from ..errors import ConfigError
+from ..servers import cannot_listen
 from . import fastpath
 from .fastpath import FrontProtocol
 from .state import STATE
@@ -67,7 +69,11 @@ async def start_proxy(app: web.Application, host: str, port: int) -> RunningProx
         clients.add(protocol)
         return protocol
 
-    server = await loop.create_server(accept, host, port, reuse_address=True, backlog=1024)
+    try:
+        server = await loop.create_server(accept, host, port, reuse_address=True, backlog=1024)
+    except OSError as exc:
+        await runner.cleanup()
+        raise ConfigError(cannot_listen(host, port, exc)) from None
     bound = server.sockets[0].getsockname()[1]
     sweeper = asyncio.create_task(_sweep_idle(clients))
     return RunningProxy(f"http://{host}:{bound}", runner, server, clients, sweeper)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from ..errors import ConfigError
+from ..settings_errors import explain
 
 DEFAULT_TOKENS_FILE = "kachery-proxy-tokens.json"
 
@@ -57,8 +58,15 @@ def load_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def make_settings(file_values: dict[str, Any], overrides: dict[str, Any]) -> ProxySettings:
-    """Build settings from a config file's values and explicit overrides (flags, env)."""
+def make_settings(file_values: dict[str, Any], overrides: dict[str, Any], *,
+                  names: dict[str, str] | None = None,
+                  config_file: Path | None = None) -> ProxySettings:
+    """Build settings from a config file's values and explicit overrides (flags, env).
+
+    ``names`` says how the user wrote each override (``--max-wait-sec``, ``$PORT``; default:
+    the flag), so that an invalid value is reported under that name; values from the file
+    are reported under their key in ``config_file``.
+    """
     values = dict(file_values)
     given = {k: v for k, v in overrides.items() if v is not None}
     for key in given:  # an override wins over the same setting spelled camelCase in the file
@@ -67,6 +75,6 @@ def make_settings(file_values: dict[str, Any], overrides: dict[str, Any]) -> Pro
     try:
         return ProxySettings.model_validate(values)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"invalid proxy setting {where}: {first['msg']}") from exc
+        named = {k: (names or {}).get(k, "--" + k.replace("_", "-")) for k in given}
+        raise ConfigError(explain(exc, ProxySettings, program="proxy", docs="docs/proxy.md",
+                                  config=config_file, named=named)) from None

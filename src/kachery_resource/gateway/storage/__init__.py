@@ -15,7 +15,8 @@ def open_storage(url: str, endpoint_url: str | None = None) -> tuple[Storage, st
     """Open the storage ``url`` names; returns it and the key prefix the URL carries.
 
     ``s3://BUCKET/PREFIX`` is a bucket (S3 endpoint from ``endpoint_url``); anything else,
-    including ``file:///path``, is a local directory.
+    including ``file:///path``, is a local directory (the settings already refused other
+    ``scheme://`` strings: :func:`..settings.check_storage`).
     """
     if url.startswith("s3://"):
         from .s3 import S3Storage  # boto3 is slow to import; only S3 zones need it

@@ -143,5 +143,9 @@ class Storage(ABC):
         """Drop multipart uploads under ``root`` idle (no part, no record written) for
         ``max_age_sec``, with their parts and records; returns how many."""
 
+    async def check(self, prefix: str) -> None:  # noqa: B027 - optional hook
+        """Raise ConfigError unless the storage is usable under ``prefix`` (S3: the bucket is
+        reachable with the configured credentials); called once before serving."""
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (clients, threads)."""

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from ...errors import ConfigError
 from ..problems import ApiError
 from ..signed_urls import UrlSigner
 from .assembly import AssemblyClosed
@@ -56,9 +57,25 @@ class LocalStorage(Storage):
 
     def __init__(self, root: Path) -> None:
         self.root = root.expanduser().resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
         self.description = f"local directory {self.root}"
-        self.signer = UrlSigner.from_secret_file(self.root / SECRET_FILE)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            what = "it exists and is not a directory" if self.root.exists() else "a parent of it is a file"
+            raise ConfigError(f"cannot use {self.root} as the gateway's storage directory: {what}; "
+                              "give --storage (or `storage` in the config) a directory, or a path "
+                              "where one can be created") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot create the gateway's storage directory {self.root}: "
+                              f"{exc.strerror or exc}; choose another --storage or fix its "
+                              "permissions") from None
+        secret = self.root / SECRET_FILE
+        try:
+            self.signer = UrlSigner.from_secret_file(secret)
+        except OSError as exc:
+            raise ConfigError(f"cannot read or create the URL-signing secret {secret}: "
+                              f"{exc.strerror or exc}; the gateway must be able to read and write "
+                              "its storage directory") from None
         self.parts = LocalParts()
 
     def path(self, key: str) -> Path:

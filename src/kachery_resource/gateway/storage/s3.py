@@ -17,7 +17,15 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    HTTPClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from ...errors import ConfigError
 from ..problems import ApiError
@@ -33,15 +41,50 @@ def is_missing(exc: ClientError) -> bool:
     return str(exc.response.get("Error", {}).get("Code")) in _MISSING
 
 
-def make_client(endpoint_url: str | None) -> Any:
+def make_client(endpoint_url: str | None, *, attempts: int = 4, connect_timeout: float = 60,
+                read_timeout: float = 300) -> Any:
     """A boto3 S3 client; path-style addressing when an endpoint is given (SeaweedFS, MinIO)."""
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     style = "path" if endpoint_url else "auto"
     config = Config(signature_version="s3v4", s3={"addressing_style": style},
-                    retries={"max_attempts": 4, "mode": "standard"}, max_pool_connections=32,
-                    read_timeout=300)
-    return boto3.session.Session().client("s3", endpoint_url=endpoint_url, region_name=region,
-                                          config=config)
+                    retries={"max_attempts": attempts, "mode": "standard"}, max_pool_connections=32,
+                    connect_timeout=connect_timeout, read_timeout=read_timeout)
+    try:
+        return boto3.session.Session().client("s3", endpoint_url=endpoint_url, region_name=region,
+                                              config=config)
+    except ValueError as exc:  # e.g. "Invalid endpoint: …" from $AWS_ENDPOINT_URL
+        raise ConfigError(f"cannot use S3 endpoint {endpoint_url!r}: {exc}; give an http(s) URL "
+                          "with --s3-endpoint-url, s3EndpointUrl in the config or "
+                          "$AWS_ENDPOINT_URL") from None
+
+
+_DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled",
+           "InvalidToken", "ExpiredToken", "TokenRefreshRequired", "403"}
+_NO_BUCKET = {"NoSuchBucket", "404"}
+_ENDPOINT_HINT = "--s3-endpoint-url, s3EndpointUrl in the config, or $AWS_ENDPOINT_URL"
+
+
+def access_problem(exc: Exception) -> str:
+    """What went wrong in an S3 call, and what to set: for refusing to start."""
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return (f"no S3 credentials were found ({exc}); set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or another boto3 credential source)")
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code"))
+        said = f"{code}: {error['Message']}" if error.get("Message") else code
+        if code in _DENIED:
+            return (f"access denied ({said}); check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY "
+                    "(and AWS_SESSION_TOKEN), and that they may list, read and write the bucket")
+        if code in _NO_BUCKET:
+            return (f"no such bucket ({said}); create it, or correct the bucket in the storage "
+                    f"(s3://BUCKET/PREFIX) or the endpoint ({_ENDPOINT_HINT})")
+        return f"the endpoint answered {said}; check the bucket, endpoint and credentials"
+    if isinstance(exc, BotoConnectionError | HTTPClientError):
+        detail = "cannot connect" if isinstance(exc, EndpointConnectionError) else str(exc)
+        return (f"the endpoint is unreachable ({detail}); check that it is running and that its "
+                f"URL is right ({_ENDPOINT_HINT})")
+    return f"{type(exc).__name__}: {exc}"
 
 
 class S3Storage(Storage):
@@ -54,8 +97,23 @@ class S3Storage(Storage):
         if not bucket:
             raise ConfigError("an S3 storage needs a bucket: s3://BUCKET[/PREFIX]")
         self.bucket = bucket
+        self.endpoint_url = endpoint_url
         self.client = client if client is not None else make_client(endpoint_url)
         self.description = f"s3://{bucket}" + (f" at {endpoint_url}" if endpoint_url else "")
+
+    async def check(self, prefix: str) -> None:
+        """List at most one key under ``prefix`` (fails fast: one retry, 10 s to connect)."""
+        probe = make_client(self.endpoint_url, attempts=2, connect_timeout=10, read_timeout=30)
+        try:
+            await asyncio.to_thread(probe.list_objects_v2, Bucket=self.bucket, MaxKeys=1,
+                                    Prefix=f"{prefix}/" if prefix else "")
+        except (ClientError, BotoCoreError) as exc:
+            where = f"s3://{self.bucket}/{prefix}" if prefix else f"s3://{self.bucket}"
+            endpoint = self.endpoint_url or "AWS (no --s3-endpoint-url)"
+            raise ConfigError(f"cannot use the S3 storage {where} at {endpoint}: "
+                              f"{access_problem(exc)}") from None
+        finally:
+            probe.close()
 
     async def _call(self, method: str, **kwargs: Any) -> Any:
         try:
