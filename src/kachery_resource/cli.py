@@ -40,6 +40,9 @@ def main() -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.exceptions.NoArgsIsHelpError as exc:  # a group run bare: its help
+        exc.show()
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:  # printed like ours: "error: …", after the usage
         if isinstance(exc, click.UsageError) and exc.ctx is not None:
             click.echo(f"{exc.ctx.get_usage()}\nTry '{exc.ctx.command_path} -h' for help.\n",

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 
 
 class KacheryResourceError(Exception):
@@ -106,20 +107,25 @@ class TimeoutError_(RemoteError):
 
 def connection_problem(exc: BaseException) -> str:
     """Why a connection failed, in a few words ("connection refused"), instead of the
-    nested repr that requests and urllib3 build around the operating system's error."""
-    seen: set[int] = set()
+    nested repr that requests, urllib3 and aiohttp build around the operating system's
+    error."""
+    chain: list[BaseException] = []
     todo: list[object] = [exc]
     while todo:
         err = todo.pop(0)
-        if not isinstance(err, BaseException) or id(err) in seen:
-            continue
-        seen.add(id(err))
+        if isinstance(err, BaseException) and all(err is not seen for seen in chain):
+            chain.append(err)
+            todo.extend([*err.args, getattr(err, "reason", None), err.__cause__, err.__context__])
+    tls = [err for err in chain if isinstance(err, ssl.SSLError)]
+    if tls:  # first: an SSLError is an OSError whose errno means nothing here
+        details = [getattr(err, "verify_message", None) or getattr(err, "reason", None) for err in tls]
+        return f"TLS error ({next((d for d in details if d), 'handshake failed')})"
+    for err in chain:
         if isinstance(err, socket.gaierror) or (isinstance(err, OSError) and (err.errno or 0) < 0):
             return "the host name could not be resolved"  # getaddrinfo's codes are negative
         if isinstance(err, OSError) and (err.errno or err.strerror):
             text = os.strerror(err.errno) if err.errno else str(err.strerror)
             return text[0].lower() + text[1:]
-        todo.extend([*err.args, getattr(err, "reason", None), err.__cause__, err.__context__])
     if isinstance(exc, TimeoutError):
         return "timed out"
     return str(exc) or type(exc).__name__

@@ -100,6 +100,18 @@ def test_link_manifest_that_cannot_be_written_fails_before_hashing(tmp_path: Pat
                                       str(tmp_path / "nowhere" / "m.tsv")],
                                 env={"KACHERY_CLOUD_DIR": str(kc_dir)})
     assert result.exit_code == 2
-    assert "Invalid value for '--manifest'" in result.output and "No such file" in result.output
+    assert f"Invalid value for '--manifest': the directory {tmp_path / 'nowhere'} does not exist" \
+        in result.output
     assert "linked" not in result.output  # nothing was hashed or linked
     assert not any(LocalStore(kc_dir).read_link_record(sha1) for sha1 in files.values())
+
+
+def test_link_manifest_inside_the_tree_is_not_linked(tmp_path: Path, kc_dir: Path) -> None:
+    files = make_tree(tmp_path / "data", 3)
+    manifest = tmp_path / "data" / "manifest.tsv"
+    result = CliRunner().invoke(cli, ["link", str(tmp_path / "data"), "--manifest", str(manifest)],
+                                env={"KACHERY_CLOUD_DIR": str(kc_dir)})
+    assert result.exit_code == 0, result.output
+    listed = dict(line.split("\t") for line in manifest.read_text().splitlines())
+    assert listed == {str(p): f"sha1://{h}" for p, h in files.items()}  # not the manifest itself
+    assert not list((tmp_path / "data").glob(".*partial"))

@@ -71,3 +71,23 @@ def test_timestamp_window_message() -> None:
     assert "125.5 s behind" in str(info.value) and "±125 s" in str(info.value)
     with pytest.raises(ApiError, match=r"3600\.0 s ahead of"):
         check_timestamp(1_000_000 + 3_600_000, 125, now=1_000)
+
+
+def test_storage_from_the_environment_takes_the_forms_of_the_flag(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KACHERY_GATEWAY_STORAGE", "s3://bucket/kachery")  # as docs/deploy.md sets it
+    assert load_settings().storage == "s3://bucket/kachery"
+    monkeypatch.setenv("KACHERY_GATEWAY_STORAGE", "ftp://host/x")
+    with pytest.raises(ConfigError, match=r"^invalid \$KACHERY_GATEWAY_STORAGE ftp://host/x: ftp:// "
+                                          "storage is not supported"):
+        load_settings()
+
+
+def test_empty_values_mean_not_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Templated configs often leave optional values as empty strings."""
+    monkeypatch.setenv("KACHERY_GATEWAY_STORAGE", str(tmp_path / "gw"))
+    config = tmp_path / "zones.yaml"
+    config.write_text('publicUrl: ""\ns3EndpointUrl: ""\nstorage: ""\nzones:\n  default: {storage: ""}\n')
+    settings = load_settings(config)
+    assert (settings.public_url, settings.s3_endpoint_url) == (None, None)
+    assert settings.storage == str(tmp_path / "gw") and settings.zones["default"].storage is None

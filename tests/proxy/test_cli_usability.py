@@ -56,9 +56,13 @@ async def test_proxy_serves_while_nats_is_down_and_joins_when_it_comes_up(tmp_pa
     try:
         async with aiohttp.ClientSession() as session:
             assert await _health(session, proc.url) == (503, "disconnected")
-            await asyncio.sleep(2)  # several attempts (backoff 0.5 s, 1 s, …)
-            assert (await _health(session, proc.url))[0] == 503
             down = f"nats: cannot reach nats://127.0.0.1:{port} (connection refused); retrying"
+            deadline = time.monotonic() + 15
+            while down not in proc.output:
+                assert time.monotonic() < deadline, proc.text()
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(1.5)  # more attempts (backoff 0.5 s, 1 s, …): still one line
+            assert (await _health(session, proc.url))[0] == 503
             assert proc.output.count(down) == 1, proc.text()
             with _nats_on(port, tmp_path):
                 await _wait_health(session, proc.url, 200)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from kachery_resource.servers import cannot_listen
+
 from ..servers import BIN
 
 
@@ -32,8 +34,14 @@ def test_port_in_use(tmp_path: Path, command: list[str]) -> None:
 
 @pytest.mark.parametrize("command", [["proxy"], ["gateway", "--storage", "gw"]])
 def test_host_that_is_not_this_machine(tmp_path: Path, command: list[str]) -> None:
-    done = run_server([*command, "--host", "999.1.1.1", "--port", "0"], tmp_path)
+    done = run_server([*command, "--host", "192.0.2.1", "--port", "0"], tmp_path)  # TEST-NET-1
     assert done.returncode == 2, done
-    assert done.stderr.startswith("error: cannot listen on 999.1.1.1:0: '999.1.1.1' is not a name "
-                                  "or address of this machine"), done.stderr
-    assert "Traceback" not in done.stderr and done.stderr.strip().endswith("check --host")
+    assert done.stderr.strip() == ("error: cannot listen on 192.0.2.1:0: 192.0.2.1 is not an "
+                                   "address of this machine; check --host")
+
+
+def test_a_host_name_that_does_not_resolve() -> None:
+    exc = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    assert cannot_listen("nohost.invalid", 8080, exc) == (
+        "cannot listen on nohost.invalid:8080: 'nohost.invalid' is not a name or address of this "
+        "machine (Name or service not known); check --host")

@@ -106,7 +106,8 @@ def load_file(
     a :class:`Progress`, or None for bars only on a terminal.
 
     Raises FileNotFoundOnResource, ResourceOfflineError, UploadFailedError,
-    TimeoutError_, GatewayError, IntegrityError, InvalidUriError, KeysError.
+    TimeoutError_, GatewayError, IntegrityError, InvalidUriError, KeysError, ConfigError (a
+    malformed KACHERY_RESOURCE_URL).
     """
     sha1 = parse_sha1_uri(uri)
     settings = settings or ClientSettings.from_env()
@@ -138,7 +139,7 @@ def request_file(
     ``wait``: how long the daemon may hold the request for the upload to complete
     (it answers at once when the outcome is final: completed, not-found, error). With 0
     a daemon may answer ``queued`` before it has even looked for the file.
-    Never downloads. Raises ResourceOfflineError, GatewayError, TimeoutError_.
+    Never downloads. Raises ResourceOfflineError, GatewayError, TimeoutError_, ConfigError.
     """
     sha1 = parse_sha1_uri(uri)
     settings = settings or ClientSettings.from_env()

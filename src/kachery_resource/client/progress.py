@@ -156,7 +156,16 @@ def make_progress(progress: bool | Progress | None, label: str) -> Progress:
     if progress is None or progress is True:
         if sys.stderr.isatty():
             return RichProgress(label)
-        return LineProgress(label) if progress else NullProgress()
+        if not progress:
+            return NullProgress()
+        return RichProgress(label) if _in_jupyter() else LineProgress(label)
     if progress is False:
         return NullProgress()
     return progress
+
+
+def _in_jupyter() -> bool:
+    """A notebook draws rich's bars although its stderr is not a terminal."""
+    from rich.console import Console
+
+    return Console(stderr=True).is_jupyter

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
-from typing import TextIO
 
 import click
 
@@ -57,19 +57,30 @@ def share_command(config_path: Path, verbose: bool) -> None:
 @click.command("link")
 @click.argument("paths", nargs=-1, required=True,
                 type=click.Path(exists=True, path_type=Path))
-@click.option("--manifest", type=click.File("w", encoding="utf-8", lazy=False),
-              help="Write the manifest here instead of stdout (opened before hashing starts).")
+@click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the manifest here instead of stdout (its directory is checked before "
+                   "hashing starts; the file appears whole at the end).")
 @click.option("--format", "fmt", type=click.Choice(["tsv", "jsonl"]), default="tsv",
               show_default=True, help="Manifest format.")
 @click.option("-j", "--jobs", "workers", type=click.IntRange(1, 256),
               help="Files hashed in parallel.")
-def link_command(paths: tuple[Path, ...], manifest: TextIO | None, fmt: str,
+def link_command(paths: tuple[Path, ...], manifest: Path | None, fmt: str,
                  workers: int | None) -> None:
     """Link files or whole trees into the local store (kachery-cloud records) and print a manifest."""
     from .link import link_with_progress, write_manifest
 
+    if manifest is not None and not os.access(manifest.parent, os.W_OK):
+        problem = "does not exist" if not manifest.parent.is_dir() else "is not writable"
+        raise click.BadParameter(f"the directory {manifest.parent} {problem}",
+                                 param_hint="'--manifest'")
     report = link_with_progress(list(paths), LocalStore.from_env(), workers)
-    write_manifest(report.files, manifest or sys.stdout, fmt)
+    if manifest is None:
+        write_manifest(report.files, sys.stdout, fmt)
+    else:
+        partial = manifest.with_name(f".{manifest.name}.partial")
+        with open(partial, "w", encoding="utf-8") as out:
+            write_manifest(report.files, out, fmt)
+        os.replace(partial, manifest)
     for path, message in report.errors:
         click.echo(f"error: {path}: {message}", err=True)
     click.echo(f"linked {len(report.files)} files ({report.hashed} hashed, "

@@ -249,6 +249,9 @@ REFUSAL_HINTS = {
     4002: "another daemon already serves this resource name on the proxy: stop it, or choose "
           "another name with `kachery-resource init`",
     4003: "the proxy serves another zone: check kacheryZone in the config and KACHERY_ZONE",
+    4004: "the proxy could not take the daemon, for the reason given; the daemon keeps trying "
+          "(if the reason is about the message format, upgrade the older of proxy and daemon)",
+    4008: "the proxy got no initialize in time (a slow or congested link); the daemon keeps trying",
     0: "check the resource name, proxySecret, zone, and that no other daemon serves this name",
 }
 
@@ -263,6 +266,10 @@ def _is_refused(exc: BaseException) -> bool:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.WSServerHandshakeError):
         return f"the proxy refused the WebSocket ({exc.status} {exc.message})"
-    if isinstance(exc, aiohttp.ClientConnectionError | OSError | TimeoutError):
+    if isinstance(exc, aiohttp.ClientConnectorError):
         return f"cannot connect: {connection_problem(exc)}"
+    if isinstance(exc, TimeoutError):
+        return "the proxy did not answer in time"
+    if isinstance(exc, aiohttp.ClientConnectionError | OSError):
+        return f"the connection failed: {connection_problem(exc)}"
     return str(exc) or type(exc).__name__

@@ -42,21 +42,17 @@ FLAGS = {"storage": "--storage", "s3EndpointUrl": "--s3-endpoint-url", "publicUr
 """The command-line flag of each setting a flag can override (named in error messages)."""
 
 
-def default_storage_dir() -> Path:
-    """Where zero-config gateways keep their bytes: ``$KACHERY_GATEWAY_STORAGE`` or ~/.kachery-resource/gateway."""
-    env = os.environ.get("KACHERY_GATEWAY_STORAGE")
-    if env and _SCHEME.match(env):
-        raise ConfigError(f"KACHERY_GATEWAY_STORAGE={env} is not a local directory; set it to one, "
-                          "or give --storage (a DIR or s3://BUCKET[/PREFIX])")
-    return Path(env) if env else Path.home() / ".kachery-resource" / "gateway"
+def default_storage() -> str:
+    """Where zero-config gateways keep their bytes: ``$KACHERY_GATEWAY_STORAGE`` (a DIR or
+    s3://BUCKET/PREFIX, like --storage) or ~/.kachery-resource/gateway."""
+    return os.environ.get("KACHERY_GATEWAY_STORAGE") or str(Path.home() / ".kachery-resource" / "gateway")
 
 
 def check_storage(value: str | None) -> str | None:
-    """Accept ``DIR``, ``file:///DIR`` or ``s3://BUCKET[/PREFIX]``; raise ValueError otherwise."""
-    if value is None:
+    """Accept ``DIR``, ``file:///DIR`` or ``s3://BUCKET[/PREFIX]`` (empty: not set); raise
+    ValueError otherwise."""
+    if value is None or not value.strip():
         return None
-    if not value.strip():
-        raise ValueError(f"must not be empty; give {STORAGE_FORMS}")
     scheme = _SCHEME.match(value)
     if scheme is None or scheme.group(1) == "file":
         return value
@@ -68,8 +64,9 @@ def check_storage(value: str | None) -> str | None:
 
 
 def check_http_url(value: str | None, example: str) -> str | None:
-    """Accept an ``http://`` or ``https://`` URL with a host; raise ValueError otherwise."""
-    if value is None:
+    """Accept an ``http://`` or ``https://`` URL with a host (empty: not set); raise
+    ValueError otherwise."""
+    if value is None or not value.strip():
         return None
     try:
         parts = urlsplit(value)
@@ -154,7 +151,8 @@ def _relative_to(data: dict[str, Any], base: Path) -> dict[str, Any]:
     """Make relative directory storages in a config file relative to the file's directory."""
 
     def fix(storage: object) -> object:
-        if isinstance(storage, str) and "://" not in storage and not Path(storage).expanduser().is_absolute():
+        if isinstance(storage, str) and storage.strip() and "://" not in storage \
+                and not Path(storage).expanduser().is_absolute():
             return str(base / storage)
         return storage
 
@@ -176,7 +174,7 @@ def load_settings(
 ) -> GatewaySettings:
     """Read ``config`` (if any), apply ``storage`` and other overrides, ensure a zone exists.
 
-    With neither a config nor a storage: zone ``default`` on :func:`default_storage_dir`.
+    With neither a config nor a storage: zone ``default`` on :func:`default_storage`.
     """
     data: dict[str, Any] = {}
     given = {k: v for k, v in {"storage": storage, **(overrides or {})}.items() if v is not None}
@@ -191,12 +189,13 @@ def load_settings(
     data.update(given)
     if not data.get("zones"):
         data["zones"] = {DEFAULT_ZONE: {}}
-    if data.get("storage") is None and any(
-        not (z or {}).get("storage") for z in data["zones"].values()
-    ):
-        data["storage"] = str(default_storage_dir())
+    named = {k: FLAGS[k] for k in given if k in FLAGS}
+    if not data.get("storage") and any(not (z or {}).get("storage") for z in data["zones"].values()):
+        data["storage"] = default_storage()
+        if os.environ.get("KACHERY_GATEWAY_STORAGE"):
+            named["storage"] = "$KACHERY_GATEWAY_STORAGE"
     try:
         return GatewaySettings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(explain(exc, GatewaySettings, program="gateway", docs="docs/gateway.md",
-                                  config=config, named={k: FLAGS[k] for k in given if k in FLAGS})) from None
+                                  config=config, named=named)) from None

@@ -95,6 +95,7 @@ class NatsRegistry(LocalRegistry):
         self._down_said = False  # "cannot reach" / "lost" was logged; "connected" is next
         self._was_up = False  # connected at least once: a failure is a lost connection
         self._stopping = False
+        self._lost_because: str | None = None  # the error that came just before a disconnect
 
     def subject(self, name: str) -> str:
         return f"{self.prefix}.r.{name.encode('utf-8').hex()}"
@@ -126,8 +127,8 @@ class NatsRegistry(LocalRegistry):
 
     async def _on_error(self, exc: Exception) -> None:
         if self.nc.is_connected:
-            if isinstance(exc, _CONNECTION_LOST):  # then disconnected_cb: one line for both
-                self._down(reason(exc))
+            if isinstance(exc, _CONNECTION_LOST):  # disconnected_cb may follow: it says why
+                self._lost_because = reason(exc)
             else:  # trouble on a working connection: one line, no traceback
                 _say(f"nats: {reason(exc)}")
             return
@@ -137,7 +138,8 @@ class NatsRegistry(LocalRegistry):
         self._down(reason(exc))
 
     async def _on_disconnected(self) -> None:
-        self._down(None)
+        why, self._lost_because = self._lost_because, None
+        self._down(why)
 
     def _down(self, why: str | None) -> None:
         """Log the first failure after being up (or since the start), once."""
@@ -145,7 +147,10 @@ class NatsRegistry(LocalRegistry):
             return
         self._down_said = True
         because = f" ({why})" if why else ""
-        if self._was_up:
+        if why and "authorization" in why.lower():
+            _say(f"nats: {shown_url(self.url)} refused this proxy{because}; check the user and "
+                 "password in the NATS URL; retrying")
+        elif self._was_up:
             _say(f"nats: lost the connection to {shown_url(self.url)}{because}; reconnecting")
         else:
             _say(f"nats: cannot reach {shown_url(self.url)}{because}; retrying")
