@@ -137,8 +137,8 @@ def test_help_texts() -> None:
         assert "default" not in without, (name, without)
     flat = texts[""]
     for shown in ("[default: 8080; 0<=x<=65535]", "[default: 125]", "[default: 127.0.0.1]",
-                  "[default: ($KACHERY_GATEWAY_STORAGE or ~/.kachery-resource/gateway)]",
-                  "[default: ($AWS_ENDPOINT_URL or AWS)]"):
+                  "[default: $KACHERY_GATEWAY_STORAGE or ~/.kachery-resource/gateway]",
+                  "[default: $AWS_ENDPOINT_URL or AWS]", "[default: the URL each request came to]"):
         assert shown in flat
 
 

@@ -13,6 +13,7 @@ from click.core import ParameterSource
 
 from ..errors import ConfigError
 from ..identity import is_client_id
+from ..options import option
 from .settings import GatewaySettings, load_settings
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-_storage_option = click.option(
+_storage_option = option(
     "--storage", metavar="DIR|s3://BUCKET/PREFIX",
     show_default="$KACHERY_GATEWAY_STORAGE or ~/.kachery-resource/gateway",
     help="Where the zones' bytes and client records live: a local directory or an S3 bucket "
@@ -29,7 +30,7 @@ _storage_option = click.option(
 _config_option = click.option(
     "--config", type=click.Path(path_type=Path, exists=True, dir_okay=False),
     help="Zones YAML (see docs/gateway.md).")
-_endpoint_option = click.option(
+_endpoint_option = option(
     "--s3-endpoint-url", metavar="URL", show_default="$AWS_ENDPOINT_URL or AWS",
     help="S3-compatible endpoint: SeaweedFS, MinIO, R2 … (overrides the config's s3EndpointUrl).")
 _zone_option = click.option(
@@ -55,7 +56,7 @@ def _settings(storage: str | None, config: Path | None, endpoint: str | None,
 @_storage_option
 @_config_option
 @_endpoint_option
-@click.option("--public-url", metavar="URL", show_default="the URL each request came to",
+@option("--public-url", metavar="URL", show_default="the URL each request came to",
               help="The gateway's http(s) URL as clients see it, the base of signed URLs "
                    "(overrides the config's publicUrl).")
 @click.option("--timestamp-window", type=float, metavar="SECONDS", show_default=True,
@@ -163,9 +164,9 @@ def _client_id(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--download/--no-download", default=True, show_default=True,
               help="May download (matters where public download is off).")
 @click.option("--admin/--no-admin", default=False, show_default=True, help="May delete files.")
-@click.option("--label", default=None, show_default="unchanged, or empty",
+@option("--label", default=None, show_default="unchanged, or empty",
               help="A name for the client.")
-@click.option("--owner", default=None, show_default="unchanged, or 'admin'",
+@option("--owner", default=None, show_default="unchanged, or 'admin'",
               help="Who owns the client (shown by kachery-cloud-init).")
 def clients_add(client_id: str, storage: str | None, config: Path | None, s3_endpoint_url: str | None,
                 zone: str, upload: bool, download: bool, admin: bool, label: str | None,

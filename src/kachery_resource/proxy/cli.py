@@ -2,37 +2,20 @@
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 from click.core import ParameterSource
 
 from ..config import check_resource_name, check_zone
 from ..errors import ConfigError
+from ..options import option
 from .credentials import TokenStore
 from .settings import DEFAULT_TOKENS_FILE, ProxySettings, load_config_file, make_settings
 
-if TYPE_CHECKING:
-    from click.types import OptionHelpExtra
-
 _TOKENS_ENV = "KACHERY_PROXY_TOKENS_FILE"
-
-
-class _Option(click.Option):
-    """An option whose text ``show_default`` reads ``[default: TEXT]`` in --help, like a
-    plain default (click would put the text in parentheses)."""
-
-    def get_help_extra(self, ctx: click.Context) -> OptionHelpExtra:
-        extra = super().get_help_extra(ctx)
-        if isinstance(self.show_default, str):
-            extra["default"] = self.show_default
-        return extra
-
-
-_option = functools.partial(click.option, cls=_Option)
 
 
 def _default(field: str) -> str:
@@ -42,37 +25,37 @@ def _default(field: str) -> str:
 
 
 @click.group(invoke_without_command=True)
-@_option("--host", default=None, show_default=_default("host"),
+@option("--host", default=None, show_default=_default("host"),
          help="Interface to listen on (0.0.0.0 for a public server).")
-@_option("--port", envvar="PORT", default=None, metavar="INTEGER",
+@option("--port", envvar="PORT", default=None, metavar="INTEGER",
          show_default=f"$PORT or {_default('port')}", help="TCP port; 0 = any free port.")
-@_option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+@option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
          default=None, help="YAML file with any proxy setting (see docs/proxy.md).")
-@_option("--tokens-file", type=click.Path(dir_okay=False, path_type=Path), envvar=_TOKENS_ENV,
+@option("--tokens-file", type=click.Path(dir_okay=False, path_type=Path), envvar=_TOKENS_ENV,
          default=None, show_default=f"${_TOKENS_ENV} or ./{DEFAULT_TOKENS_FILE}",
          help="Per-resource tokens.")
-@_option("--require-tokens", is_flag=True, default=None,
+@option("--require-tokens", is_flag=True, default=None,
          help="Refuse the shared PROXY_SECRET: every resource needs its own token.")
-@_option("--nats-url", envvar="KACHERY_PROXY_NATS_URL", default=None,
+@option("--nats-url", envvar="KACHERY_PROXY_NATS_URL", default=None,
          show_default="$KACHERY_PROXY_NATS_URL or none (one instance)",
          help="NATS server shared by several proxy instances.")
-@_option("--instance-id", default=None, show_default="random",
+@option("--instance-id", default=None, show_default="random",
          help="Name of this instance.")
-@_option("--max-wait-sec", type=float, default=None, show_default=_default("max_wait_sec"),
+@option("--max-wait-sec", type=float, default=None, show_default=_default("max_wait_sec"),
          help="Clamp of one HTTP wait.")
-@_option("--heartbeat-sec", type=float, default=None, show_default=_default("heartbeat_sec"),
+@option("--heartbeat-sec", type=float, default=None, show_default=_default("heartbeat_sec"),
          help="WebSocket ping interval; a silent daemon is dropped after 1.5x.")
-@_option("--max-body-bytes", type=int, default=None, show_default=_default("max_body_bytes"),
+@option("--max-body-bytes", type=int, default=None, show_default=_default("max_body_bytes"),
          help="Largest request body.")
-@_option("--max-frame-bytes", type=int, default=None,
+@option("--max-frame-bytes", type=int, default=None,
          show_default=f"{_default('max_frame_bytes')} = 1 MiB", help="Largest daemon message.")
-@_option("--max-inflight-per-resource", type=int, default=None,
+@option("--max-inflight-per-resource", type=int, default=None,
          show_default=_default("max_inflight_per_resource"),
          help="Waiting requests per resource before 429.")
-@_option("--max-connections-per-ip", type=int, default=None,
+@option("--max-connections-per-ip", type=int, default=None,
          show_default=_default("max_connections_per_ip"),
          help="Open requests + sockets per client IP; 0 = no limit.")
-@_option("--access-log", default=None, show_default=f"{_default('access_log')} (stderr)",
+@option("--access-log", default=None, show_default=f"{_default('access_log')} (stderr)",
          help="'-' (stderr), 'off', or a file (JSON lines, appended).")
 @click.pass_context
 def proxy(ctx: click.Context, /, config_file: Path | None, **flags: Any) -> None:
@@ -116,7 +99,7 @@ def _store(tokens_file: Path | None) -> TokenStore:
     return TokenStore(tokens_file or Path(DEFAULT_TOKENS_FILE))
 
 
-_tokens_file_option = _option(
+_tokens_file_option = option(
     "--tokens-file", type=click.Path(dir_okay=False, path_type=Path), envvar=_TOKENS_ENV,
     default=None, show_default=f"${_TOKENS_ENV} or ./{DEFAULT_TOKENS_FILE}", help="Token file.")
 
