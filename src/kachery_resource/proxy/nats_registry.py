@@ -37,7 +37,7 @@ from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError, StaleConnectionError
 from nats.errors import TimeoutError as NatsTimeout
 
-from ..errors import ConfigError
+from ..errors import ConfigError, connection_problem
 from .connection import DaemonConnection
 from .errors import ProxyRefusal, offline, timed_out
 from .registry import CLOSE_REPLACED, LocalRegistry, name_taken
@@ -66,14 +66,9 @@ def shown_url(url: str) -> str:
 
 def reason(exc: BaseException) -> str:
     """A short description of a connection failure, for one log line."""
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, (TimeoutError, asyncio.TimeoutError, NatsTimeout)):
-        return "timed out"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror[:1].lower() + exc.strerror[1:]
-    text = str(exc).removeprefix("nats: ").strip()
-    return text or type(exc).__name__
+    if isinstance(exc, OSError | TimeoutError):  # nats' TimeoutError is one too
+        return connection_problem(exc)
+    return str(exc).removeprefix("nats: ").strip() or type(exc).__name__
 
 
 class NatsRegistry(LocalRegistry):
