@@ -4,7 +4,7 @@
 For each bucket backend (the gateway's local directory, and SeaweedFS through the
 gateway's S3 backend) it asks the gateway for two fresh signed upload URLs and PUTs a
 file of ``--size-mib`` to each: one with ``curl -T``, one with the daemon's own upload
-code (``GatewayUploader._put``: read + sha1 + send in one pass) in a fresh process whose
+code (``daemon.put.Put``: read + sha1 + send in one pass) in a fresh process whose
 peak RSS is reported. Then a real ``kachery-resource share`` process uploads a third
 file end to end (request → initiate → PUT → verified finalize), timed from
 the client's request to ``completed``, with the daemon's peak RSS.
@@ -23,7 +23,6 @@ Usage (from the repo root): .venv/bin/python bench/daemon_upload.py [--size-mib 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import hashlib
 import json
 import os
@@ -77,19 +76,16 @@ def our_put(url: str, path: Path, sha1: str, src: Path | None = None) -> dict[st
     return result
 
 
-async def _put_child(url: str, path: str, sha1: str) -> None:
-    import aiohttp
-
-    from kachery_resource.daemon.upload import GatewayClient, GatewayUploader
+def _put_child(url: str, path: str, sha1: str) -> None:
+    """The daemon's single PUT (:class:`~kachery_resource.daemon.put.Put`), timed."""
+    from kachery_resource.daemon.put import Put
 
     st = os.stat(path)
     local = LocalFile(sha1, Path(path), st.st_size, st.st_mtime, linked=True)
-    async with aiohttp.ClientSession() as session:
-        uploader = GatewayUploader(GatewayClient(session, "http://unused", ClientKeys.generate(),
-                                                 "default"))
-        t0, cpu0 = time.perf_counter(), time.process_time()
-        await uploader._put(local, url, lambda n: None)
-        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    result = Put(url, local, lambda n: None).run()
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    assert result.status == 200, (result.status, result.body)
     print(json.dumps({"seconds": elapsed, "cpu": cpu, "peak_rss_mb": peak_rss_mb()}))
 
 
@@ -193,7 +189,7 @@ def bench_cold_fetch(gateway: str, proxy: str, keys: ClientKeys, workdir: Path, 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_put":
-        asyncio.run(_put_child(*sys.argv[2:5]))
+        _put_child(*sys.argv[2:5])
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--size-mib", type=int, default=1024)

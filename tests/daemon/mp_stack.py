@@ -96,6 +96,7 @@ def gateway_stack(kind: str, workdir: Path, s3: S3Server | None = None, proxy_ur
             relay = FaultRelay(s3.endpoint).start()
             gateway = start_cli(["gateway", "--port", "0", "--storage", storage,
                                  "--s3-endpoint-url", relay.url], env=s3.env())
+            relay.reset()  # the gateway's startup probe PUT through it: not the daemon's PUTs
             yield MpStack(kind, gateway.url, proxy_url, secret, relay, keys, s3=s3, prefix=prefix)
     finally:
         if gateway is not None:

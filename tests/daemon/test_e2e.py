@@ -3,6 +3,7 @@ proxy, `kachery-resource share`; clients POST exactly what kachery-cloud 0.4.10 
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import signal
@@ -41,12 +42,15 @@ class Stack:
     relay: CountingRelay
     keys: ClientKeys  # the daemon's keys, registered with upload rights
     reader: ClientKeys  # a second client that only looks things up
+    s3: S3Server
+    prefix: str  # the zone's key prefix in the bucket
 
 
 @pytest.fixture(scope="module")
 def stack(s3_server: S3Server) -> Iterator[Stack]:
     relay = CountingRelay(s3_server.endpoint).start()
-    storage = f"s3://{s3_server.bucket}/daemon-{secrets.token_hex(4)}"
+    prefix = f"daemon-{secrets.token_hex(4)}"
+    storage = f"s3://{s3_server.bucket}/{prefix}"
     s3_env = {**s3_server.env(), "AWS_ENDPOINT_URL": s3_server.endpoint}
     keys, reader = ClientKeys.generate(), ClientKeys.generate()
     add_client(storage, keys.client_id, s3_env)
@@ -54,7 +58,7 @@ def stack(s3_server: S3Server) -> Iterator[Stack]:
                          "--s3-endpoint-url", relay.url], env=s3_server.env())
     proxy = start_cli(["proxy", "--port", "0"], env={"PROXY_SECRET": SECRET})
     try:
-        yield Stack(gateway.url, proxy.url, relay, keys, reader)
+        yield Stack(gateway.url, proxy.url, relay, keys, reader, s3_server, prefix)
     finally:
         proxy.stop()
         gateway.stop()
@@ -93,6 +97,15 @@ def test_cold_requests_for_stored_and_linked_files(stack: Stack, daemon: tuple[S
         assert request_file(url, sha1)["status"] == "completed"
         # (the S3 gateway stores an empty file itself at initiate: no PUT then)
         assert stack.relay.puts_for(sha1) == (1 if size else 0)
+    # SeaweedFS checks x-amz-checksum-sha1, so the gateway had the daemon PUT straight to the
+    # content key with it (the store refused any other bytes): no staged copy, no read-back
+    s3 = stack.s3.client()
+    for sha1 in (stored_sha1, linked_sha1):
+        key = f"{stack.prefix}/sha1/{sha1[:2]}/{sha1[2:4]}/{sha1[4:6]}/{sha1}"
+        head = s3.head_object(Bucket=stack.s3.bucket, Key=key, ChecksumMode="ENABLED")
+        assert head["ChecksumSHA1"] == base64.b64encode(bytes.fromhex(sha1)).decode()
+    staged = s3.list_objects_v2(Bucket=stack.s3.bucket, Prefix=f"{stack.prefix}/staging/")
+    assert staged.get("KeyCount") == 0, staged.get("Contents")
     # the log is written in batches (within 0.2 s)
     wait_until(lambda: f"upload sha1://{linked_sha1} size=2500000 completed" in proc.text())
     wait_until(lambda: f"sha1://{stored_sha1} size=300000 → completed" in proc.text())
@@ -240,7 +253,10 @@ def test_proxy_killed_and_restarted_serving_within_5s(stack: Stack, tmp_path: Pa
 def test_sigterm_aborts_running_upload_nothing_visible(
         stack: Stack, daemon: tuple[ServerProcess, LocalStore, str], tmp_path: Path) -> None:
     proc, store, url = daemon
-    sha1 = random_file(tmp_path / "big.bin", 3_000_000)
+    # larger than what the socket buffers hold while the relay stalls: the PUT is cut short
+    # (its bytes go straight to the content key, so a PUT whose last byte had reached the
+    # store would complete, verified by the store)
+    sha1 = random_file(tmp_path / "big.bin", 40_000_000)
     store.link(tmp_path / "big.bin")
     stack.relay.put_delay = 3
     try:

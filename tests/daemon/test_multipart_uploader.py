@@ -81,6 +81,7 @@ async def stack(request: pytest.FixtureRequest, tmp_path: Path, aiohttp_client: 
         settings = load_settings(storage=f"s3://{s3.bucket}/{prefix}",
                                  overrides={"s3EndpointUrl": relay.url})
         client = await aiohttp_client(build_app(settings))
+        relay.reset()  # the gateway's startup probe PUT through it: not the daemon's PUTs
         gateway_url = str(client.make_url("")).rstrip("/")
 
         def listing() -> list[str]:
@@ -244,9 +245,11 @@ async def test_daemon_uploader_picks_multipart_only_when_offered(stack: Stack, t
         return {"service": "an older gateway"}
 
     other = make_file(tmp_path / "other.bin", 3 * PART)
-    plain = stack.uploader(multipartThreshold=PART)
-    plain.api.info = no_multipart  # type: ignore[method-assign]
-    uploader = GatewayUploader(stack.gateway, multipart=plain)
+    older = GatewayClient(stack.gateway.session, stack.gateway.url, stack.gateway.keys, "default")
+    older.info = no_multipart  # type: ignore[method-assign]
+    plain = MultipartUploader(older, MultipartSettings.from_mapping(
+        {"multipartPartSize": PART, "multipartThreshold": PART}), stack.journal)
+    uploader = GatewayUploader(older, multipart=plain)
     await uploader.upload(other, ProgressLog())
     uploader.close()
     assert stack.relay.puts == 4  # one more PUT: the whole file

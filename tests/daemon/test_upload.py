@@ -1,5 +1,6 @@
 """upload.py against an in-process stand-in gateway: signed calls, one streaming PUT with
-Content-Length, hash check before the last byte, retries, empty files."""
+Content-Length, hash check before the last byte, retries, empty files, the upload headers
+a gateway asks for."""
 
 from __future__ import annotations
 
@@ -30,6 +31,13 @@ class StandIn:
         self.bucket: dict[str, bytes] = {}
         self.fail_puts = 0
         self.registered = True
+        self.info: dict[str, Any] | None = None  # GET /api/info: 404 while None
+        self.upload_headers: Any = None  # signedUploadHeaders to answer with, if any
+
+    async def api_info(self, request: web.Request) -> web.Response:
+        if self.info is None:
+            return web.Response(status=404)
+        return web.json_response(self.info)
 
     async def gateway(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -45,8 +53,10 @@ class StandIn:
             if sha1 in self.bucket:
                 return web.json_response({"alreadyExists": True})
             url = str(request.url.with_path(f"/put/{sha1}").with_query({}))
-            return web.json_response({"alreadyExists": False, "objectKey": f"sha1/{sha1}",
-                                      "signedUploadUrl": url})
+            answer = {"alreadyExists": False, "objectKey": f"sha1/{sha1}", "signedUploadUrl": url}
+            if self.upload_headers is not None:
+                answer["signedUploadHeaders"] = self.upload_headers
+            return web.json_response(answer)
         if kind == "finalizeFileUpload":
             return web.json_response({"type": "finalizeFileUpload"})
         return web.Response(status=500, text="Error: unknown")
@@ -76,6 +86,7 @@ async def standin() -> AsyncIterator[tuple[StandIn, str]]:
     app = web.Application(client_max_size=1 << 30)
     app.router.add_post("/api/gateway", s.gateway)
     app.router.add_put("/put/{sha1}", s.put)
+    app.router.add_get("/api/info", s.api_info)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     yield s, str(server.make_url("")).rstrip("/")
@@ -166,3 +177,40 @@ async def test_gateway_refusal_is_not_retried(standin: tuple[StandIn, str]) -> N
             await gw.call({"type": "nonsense"})
         s.registered = False
         assert await gw.client_info() is None
+
+
+async def test_sends_the_upload_headers_the_gateway_asks_for(standin: tuple[StandIn, str],
+                                                              tmp_path: Path) -> None:
+    """Only a gateway whose /api/info lists uploadHeaders is told the daemon accepts them;
+    its signedUploadHeaders then go with the PUT, small (one piece) or streamed."""
+    s, url = standin
+    first = tmp_path / "first.bin"
+    first.write_bytes(b"1" * 1000)
+    await run_upload(url, local_file(first))
+    assert "acceptsUploadHeaders" not in s.calls[1]  # no /api/info: as kachery-cloud asks
+
+    s.info = {"uploadHeaders": True}
+    s.upload_headers = {"x-amz-checksum-sha1": "c2hhMQ=="}
+    for name, size in [("small.bin", 1000), ("large.bin", 600_000)]:
+        path = tmp_path / name
+        path.write_bytes(name.encode() * (size // len(name)))
+        local = local_file(path)
+        await run_upload(url, local)
+        assert s.calls[-2]["type"] == "initiateFileUpload"
+        assert s.calls[-2]["acceptsUploadHeaders"] is True
+        assert s.puts[-1]["headers"]["x-amz-checksum-sha1"] == "c2hhMQ=="
+        assert s.bucket[local.sha1] == path.read_bytes()
+
+
+@pytest.mark.parametrize("headers", [{"bad name": "x"}, {"x-a": "line\r\nX-Injected: 1"},
+                                     ["x-a", "1"], {"x-a": 1}])
+async def test_malformed_upload_headers_are_refused(standin: tuple[StandIn, str], tmp_path: Path,
+                                                    headers: Any) -> None:
+    s, url = standin
+    s.info = {"uploadHeaders": True}
+    s.upload_headers = headers
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"x" * 1000)
+    with pytest.raises(GatewayError, match="signedUploadHeaders"):
+        await run_upload(url, local_file(path))
+    assert s.puts == [] and s.bucket == {}

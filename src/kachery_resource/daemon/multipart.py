@@ -40,7 +40,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -56,7 +55,6 @@ from .upload import GatewayClient, with_retries
 log = logging.getLogger("kachery_resource.daemon")
 
 MIB = 1024 * 1024
-INFO_CACHE_SEC = 600.0
 
 
 class MultipartSettings(BaseModel):
@@ -113,8 +111,6 @@ class MultipartUploader:
         self.settings = settings
         self.journal = journal
         self.threads = ThreadPoolExecutor(max_threads, thread_name_prefix="part")
-        self._limits: MultipartLimits | None = None
-        self._limits_at = -INFO_CACHE_SEC
 
     def close(self) -> None:
         self.threads.shutdown(wait=False, cancel_futures=True)
@@ -122,12 +118,9 @@ class MultipartUploader:
             self.journal.close()
 
     async def limits(self) -> MultipartLimits | None:
-        """The gateway's multipart limits (cached), None when it does not support multipart."""
-        if time.monotonic() - self._limits_at > INFO_CACHE_SEC:
-            info = await with_retries("GET /api/info", self.api.info)
-            self._limits = MultipartLimits.from_info(info)
-            self._limits_at = time.monotonic()
-        return self._limits
+        """The gateway's multipart limits, None when it does not support multipart."""
+        info = await with_retries("GET /api/info", self.api.gateway.capabilities)
+        return MultipartLimits.from_info(info)
 
     async def wants(self, local: LocalFile) -> bool:
         """Whether ``local`` goes multipart (big enough, and the gateway supports it)."""

@@ -58,25 +58,6 @@ class MultipartApi:
     def __init__(self, gateway: GatewayClient) -> None:
         self.gateway = gateway
 
-    async def info(self) -> dict[str, Any]:
-        """``GET /api/info`` ({} from a gateway that has none, like kachery-cloud's)."""
-        url = f"{self.gateway.url}/api/info"
-        try:
-            async with self.gateway.session.get(url, timeout=aiohttp.ClientTimeout(total=30),
-                                                proxy=proxy_for(url)) as resp:
-                if resp.status in GATEWAY_TRANSIENT_STATUSES:
-                    raise TransientError(f"GET {url} answered {resp.status}")
-                if resp.status != 200:
-                    return {}
-                text = await resp.text()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TransientError(f"cannot reach gateway {url}: {connection_problem(exc)}") from exc
-        try:
-            data = json.loads(text)
-        except ValueError:
-            return {}
-        return data if isinstance(data, dict) else {}
-
     async def initiate(self, sha1: str, size: int, part_size: int) -> dict[str, Any]:
         return await self._call("initiateMultipartUpload", sha1, size=size, partSize=part_size)
 

@@ -21,7 +21,7 @@ import socket
 import ssl
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from ..env_proxy import proxy_for
 from ..errors import FileChangedError, IntegrityError, UploadFailedError
@@ -169,10 +169,12 @@ def open_connection(url: str) -> tuple[http.client.HTTPConnection, str]:
 class Put:
     """One PUT, run with :meth:`run` in a worker thread; :meth:`abort` from any thread."""
 
-    def __init__(self, url: str, local: LocalFile, progress: Callable[[int], None]) -> None:
+    def __init__(self, url: str, local: LocalFile, progress: Callable[[int], None],
+                 headers: Mapping[str, str] | None = None) -> None:
         self.url = url
         self.local = local
         self.progress = progress
+        self.headers = dict(headers or {})
         self._abort = threading.Event()
         self._conn: http.client.HTTPConnection | None = None
 
@@ -193,6 +195,8 @@ class Put:
                 blocks.start()
                 conn.putrequest("PUT", target, skip_accept_encoding=True)
                 conn.putheader("Content-Length", str(self.local.size))
+                for name, value in self.headers.items():
+                    conn.putheader(name, value)
                 conn.endheaders()
                 last = 0
                 for block in blocks:

@@ -5,7 +5,10 @@ Gateway calls are signed with the daemon's own client keys (``identity.signed_en
 one streaming PUT to the signed URL that reads, hashes and sends in a single pass, and
 ``finalizeFileUpload``. The PUT itself is :mod:`.put` (a worker thread): if the bytes do
 not hash to the requested sha1 it is cut short before its last byte, so nothing becomes
-visible, and finalize is never called.
+visible, and finalize is never called. A gateway whose ``GET /api/info`` lists
+``uploadHeaders`` is told the daemon sends the headers it asks for; on a store that checks
+``x-amz-checksum-sha1`` it then signs the PUT straight to the content key (the store
+refuses other bytes), and finalize only confirms the object: no read-back, no copy.
 Transient failures (connection errors, 429/502/503/504) are retried with backoff.
 Files above ``multipartThreshold`` go to :mod:`.multipart` instead (parallel parts,
 resumable) when the gateway supports it.
@@ -20,9 +23,11 @@ import http.client
 import json
 import logging
 import random
+import re
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
@@ -41,6 +46,9 @@ log = logging.getLogger("kachery_resource.daemon")
 SMALL_FILE = 256 * 1024  # up to this size: read, hash and PUT in one piece on the loop
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 GATEWAY_TRANSIENT_STATUSES = frozenset({408, 429, 502, 503, 504})
+INFO_CACHE_SEC = 600.0  # how long the gateway's /api/info answer is trusted
+_HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,100}")
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]{0,1000}")
 T = TypeVar("T")
 
 
@@ -55,6 +63,7 @@ class UploadTarget:
     already_exists: bool
     object_key: str = ""
     url: str = ""
+    headers: dict[str, str] = field(default_factory=dict)  # to send with the PUT
 
 
 class GatewayClient:
@@ -67,6 +76,33 @@ class GatewayClient:
         self.url = url.rstrip("/")
         self.keys = keys
         self.zone = zone
+        self._info: dict[str, Any] = {}
+        self._info_at = -INFO_CACHE_SEC
+
+    async def info(self) -> dict[str, Any]:
+        """``GET /api/info`` ({} from a gateway that has none, like kachery-cloud's)."""
+        url = f"{self.url}/api/info"
+        try:
+            async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=30),
+                                        proxy=proxy_for(url)) as resp:
+                if resp.status in GATEWAY_TRANSIENT_STATUSES:
+                    raise TransientError(f"GET {url} answered {resp.status}")
+                if resp.status != 200:
+                    return {}
+                text = await resp.text()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransientError(f"cannot reach gateway {url}: {connection_problem(exc)}") from exc
+        try:
+            return _json_object(text)
+        except ValueError:
+            return {}
+
+    async def capabilities(self) -> dict[str, Any]:
+        """:meth:`info`, asked again after ``INFO_CACHE_SEC``."""
+        if time.monotonic() - self._info_at > INFO_CACHE_SEC:
+            self._info = await self.info()
+            self._info_at = time.monotonic()
+        return self._info
 
     async def call(self, payload: dict[str, Any]) -> dict[str, Any]:
         body = signed_envelope(self.keys, payload)
@@ -102,16 +138,23 @@ class GatewayClient:
         return bool(data.get("found"))
 
     async def initiate(self, sha1: str, size: int) -> UploadTarget:
-        data = await self.call({
-            "type": "initiateFileUpload", "size": size, "hashAlg": "sha1", "hash": sha1,
-            "zone": self.zone,
-        })
+        payload: dict[str, Any] = {"type": "initiateFileUpload", "size": size, "hashAlg": "sha1",
+                                   "hash": sha1, "zone": self.zone}
+        if (await self.capabilities()).get("uploadHeaders") is True:
+            payload["acceptsUploadHeaders"] = True
+        data = await self.call(payload)
         if data.get("alreadyExists"):
             return UploadTarget(already_exists=True)
         key, url = data.get("objectKey"), data.get("signedUploadUrl")
         if not (isinstance(key, str) and isinstance(url, str)):
             raise GatewayError(f"gateway {self.url} answered initiateFileUpload without a URL")
-        return UploadTarget(False, key, url)
+        headers = data.get("signedUploadHeaders") or {}
+        if not (isinstance(headers, dict) and all(
+                isinstance(k, str) and _HEADER_NAME.fullmatch(k) and isinstance(v, str)
+                and _HEADER_VALUE.fullmatch(v) for k, v in headers.items())):
+            raise GatewayError(f"gateway {self.url} answered initiateFileUpload with "
+                               "signedUploadHeaders that are not HTTP headers")
+        return UploadTarget(False, key, url, headers)
 
     async def finalize(self, sha1: str, size: int, object_key: str) -> None:
         await self.call({
@@ -190,13 +233,14 @@ class GatewayUploader:
             progress(local.size)
             return False
         if local.size <= SMALL_FILE:
-            await self._put_small(local, target.url, progress)
+            await self._put_small(local, target, progress)
         else:
-            await self._put(local, target.url, progress)
+            await self._put(local, target, progress)
         await self.gateway.finalize(local.sha1, local.size, target.object_key)
         return True
 
-    async def _put_small(self, local: LocalFile, url: str, progress: Callable[[int], None]) -> None:
+    async def _put_small(self, local: LocalFile, target: UploadTarget,
+                         progress: Callable[[int], None]) -> None:
         """A small file in one piece on the event loop (keep-alive connection, no thread)."""
         with open(local.path, "rb") as f:
             data = f.read(local.size + 1)
@@ -205,9 +249,11 @@ class GatewayUploader:
                 f"file changed: {local.path} no longer holds the {local.size} bytes of "
                 f"sha1 {local.sha1}; nothing was stored — link or store it again"
             )
+        url = target.url
         try:
             async with self.gateway.session.put(
-                url, data=data, timeout=aiohttp.ClientTimeout(total=120), proxy=proxy_for(url)
+                url, data=data, headers=target.headers, timeout=aiohttp.ClientTimeout(total=120),
+                proxy=proxy_for(url)
             ) as resp:
                 text = await resp.text()
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -215,13 +261,14 @@ class GatewayUploader:
         _check_put_status(resp.status, text)
         progress(local.size)
 
-    async def _put(self, local: LocalFile, url: str, progress: Callable[[int], None]) -> None:
+    async def _put(self, local: LocalFile, target: UploadTarget,
+                   progress: Callable[[int], None]) -> None:
         loop = asyncio.get_running_loop()
 
         def progress_from_thread(n: int) -> None:
             loop.call_soon_threadsafe(progress, n)
 
-        put = Put(url, local, progress_from_thread)
+        put = Put(target.url, local, progress_from_thread, target.headers)
         future = loop.run_in_executor(self._threads, put.run)
         try:
             result = await asyncio.shield(future)

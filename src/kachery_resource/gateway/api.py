@@ -1,4 +1,10 @@
-"""``POST /api/gateway``: the five request types kachery-cloud 0.4.10 sends (see the reference doc)."""
+"""``POST /api/gateway``: the five request types kachery-cloud 0.4.10 sends (see the reference doc).
+
+Extension: an ``initiateFileUpload`` with ``acceptsUploadHeaders: true`` on a storage that
+verifies sha1 checksums itself (``Storage.verifies_sha1``) is answered with a URL for the
+content key and the ``signedUploadHeaders`` its PUT must carry; finalizing that upload
+(``objectKey`` = the content key) only confirms the object. Every other upload is staged.
+"""
 
 from __future__ import annotations
 
@@ -135,9 +141,14 @@ async def initiate_file_upload(call: Call) -> Json:
     if payload.size == 0 and not zone.storage.accepts_chunked_put:
         await zone.storage.put_verified_empty(content)
         return {"type": "initiateFileUpload", "alreadyExists": True}
+    ttl = call.settings.upload_url_ttl_sec
+    if payload.acceptsUploadHeaders and zone.storage.verifies_sha1:
+        url, headers = zone.storage.checked_upload_url(call.url_context(), content, payload.hash,
+                                                       payload.size, ttl)
+        return {"type": "initiateFileUpload", "alreadyExists": False, "objectKey": content,
+                "signedUploadUrl": url, "signedUploadHeaders": headers}
     staging = keys.staging_key(zone.prefix, payload.hash, keys.new_upload_id())
-    url = zone.storage.upload_url(call.url_context(), staging, call.settings.upload_url_ttl_sec,
-                                  payload.size)
+    url = zone.storage.upload_url(call.url_context(), staging, ttl, payload.size)
     return {"type": "initiateFileUpload", "alreadyExists": False, "objectKey": staging,
             "signedUploadUrl": url}
 
@@ -148,8 +159,11 @@ async def finalize_file_upload(call: Call) -> Json:
     await call.uploader()
     ensure_size_allowed(payload.size, call.settings.max_upload_size)
     zone = call.zone
-    keys.parse_staging_key(zone.prefix, payload.objectKey, payload.hash)
     content = keys.content_key(zone.prefix, payload.hash)
+    if payload.objectKey == content and zone.storage.verifies_sha1:
+        await zone.storage.confirm(content, payload.size, payload.hash)
+        return {"type": "finalizeFileUpload"}
+    keys.parse_staging_key(zone.prefix, payload.objectKey, payload.hash)
     await zone.storage.promote(payload.objectKey, content, payload.size, payload.hash)
     return {"type": "finalizeFileUpload"}
 

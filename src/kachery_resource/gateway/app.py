@@ -9,8 +9,10 @@ Routes::
     GET  /client/<id>               a client's registration status
     GET|HEAD|PUT /files/<zone>/<key> signed object URLs of local-directory zones (files.py)
 
-Middleware: one error renderer (problems.py). A background task deletes unfinished
-uploads older than ``stagingMaxAgeSec``.
+Middleware: one error renderer (problems.py). At startup, before the server listens,
+every storage not probed yet finds out whether it verifies sha1 checksums itself
+(zones.probe_zones). A background task deletes unfinished uploads older than
+``stagingMaxAgeSec``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from .files import FileRoutes
 from .problems import error_middleware
 from .registration import RegistrationRoutes
 from .settings import GatewaySettings
-from .zones import Zone, close_zones, open_zones
+from .zones import Zone, close_zones, open_zones, probe_zones
 
 log = logging.getLogger("kachery_resource.gateway")
 
@@ -50,6 +52,7 @@ def capabilities(settings: GatewaySettings, zones: dict[str, Zone], api: Gateway
         "version": package_version,
         "requestTypes": sorted(api.handlers),
         "verifiedFinalize": True,
+        "uploadHeaders": True,
         "timestampWindowSec": settings.timestamp_window_sec,
         "maxUploadSize": settings.max_upload_size,
         "maxBodyBytes": settings.max_body_bytes,
@@ -110,6 +113,7 @@ def build_app(settings: GatewaySettings, zones: dict[str, Zone] | None = None) -
     app.router.add_put("/files/{zone}/{key:.+}", files.put)
 
     async def background(app: web.Application) -> AsyncIterator[None]:
+        await probe_zones(zones)
         task = asyncio.create_task(_cleanup_loop(settings, zones))
         yield
         task.cancel()

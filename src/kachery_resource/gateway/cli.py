@@ -97,14 +97,14 @@ def gateway(ctx: click.Context, host: str, port: int, storage: str | None, confi
             zone.allow_public_download = False
     from ..servers import run, serve
     from .app import build_app
-    from .zones import check_zones, close_zones, describe, open_zones
+    from .zones import check_zones, close_zones, describe, open_zones, verification
 
     zones = open_zones(settings)
     app = build_app(settings, zones)
 
     async def announce(url: str) -> None:
         for zone in zones.values():
-            click.echo(describe(zone))
+            click.echo(describe(zone) + verification(zone))
         click.echo(f"point kachery-cloud at it: export KACHERY_GATEWAY_URL={url}")
         click.echo("approve a client: kachery-resource gateway clients add CLIENT_ID --upload"
                    + (f" --config {config}" if config else f" --storage {settings.storage}"))

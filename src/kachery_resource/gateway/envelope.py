@@ -92,6 +92,9 @@ class InitiateFileUpload(Payload):
     hashAlg: Literal["sha1"]
     hash: Sha1
     size: Size
+    acceptsUploadHeaders: bool = False
+    """Extension: the client sends ``signedUploadHeaders`` with its PUT, so on a store that
+    verifies checksums it may get a URL for the content key itself (kachery-cloud omits it)."""
 
 
 class FinalizeFileUpload(Payload):

@@ -67,6 +67,13 @@ async def check_zones(zones: dict[str, Zone]) -> None:
         await zone.storage.check(zone.prefix)
 
 
+async def probe_zones(zones: dict[str, Zone]) -> None:
+    """Let every storage find out whether it verifies sha1 checksums (scratch keys under a
+    zone's staging area, which the sweep cleans); storages probed before are skipped."""
+    for zone in _distinct(zones):
+        await zone.storage.probe(keys.staging_root(zone.prefix))
+
+
 async def close_zones(zones: dict[str, Zone]) -> None:
     """Close every storage the zones use (once each)."""
     storages: dict[int, Storage] = {id(z.storage): z.storage for z in zones.values()}
@@ -78,3 +85,12 @@ def describe(zone: Zone) -> str:
     """``zone NAME: <where its bytes are> (prefix P)``, as the CLI prints it."""
     return (f"zone {zone.name}: {zone.storage.description}"
             + (f" (prefix {zone.prefix})" if zone.prefix else ""))
+
+
+def verification(zone: Zone) -> str:
+    """How uploads to an S3 zone are verified, once the storage was probed ('' otherwise)."""
+    if zone.storage.kind != "s3":
+        return ""
+    if zone.storage.verifies_sha1:
+        return "; the store checks each upload's sha1 (x-amz-checksum-sha1)"
+    return "; uploads are verified by reading them back"

@@ -63,6 +63,13 @@ class Storage(ABC):
     """False where presigned PUTs may refuse chunked bodies (S3): empty files are then
     stored by the gateway itself at initiate, since their sha1 needs no upload."""
 
+    verifies_sha1: bool = False
+    """True where the store itself refuses a PUT whose body does not hash to the sha1 of its
+    signed ``x-amz-checksum-sha1`` header, leaving nothing under the key (S3 stores that
+    passed :meth:`probe`). Clients that can send headers then upload straight to the
+    content key (:meth:`checked_upload_url`) and finalize only has to :meth:`confirm`.
+    The local directory hashes what it receives instead."""
+
     @abstractmethod
     async def size_of(self, key: str) -> int | None:
         """The size of object ``key``, or None if it does not exist."""
@@ -90,6 +97,19 @@ class Storage(ABC):
     @abstractmethod
     def upload_url(self, ctx: UrlContext, key: str, ttl_sec: int, max_size: int) -> str:
         """A URL accepting one raw-body PUT to ``key`` (answering 200), for ``ttl_sec`` s."""
+
+    def checked_upload_url(self, ctx: UrlContext, key: str, sha1: str, size: int,
+                           ttl_sec: int) -> tuple[str, dict[str, str]]:
+        """A URL accepting one PUT to ``key`` that carries exactly the returned headers, and
+        that the store refuses unless the body has ``size`` bytes hashing to ``sha1``; only
+        where :attr:`verifies_sha1`."""
+        raise NotImplementedError(f"{self.description} does not verify sha1 checksums")
+
+    async def confirm(self, content: str, size: int, sha1: str) -> None:
+        """Check the object a :meth:`checked_upload_url` PUT stored under ``content``:
+        :func:`nothing_uploaded` if there is none, a 400 ``content_mismatch`` if its size
+        or stored checksum is not the declared one; only where :attr:`verifies_sha1`."""
+        raise NotImplementedError(f"{self.description} does not verify sha1 checksums")
 
     @abstractmethod
     async def promote(self, staging: str, content: str, size: int, sha1: str) -> None:
@@ -146,6 +166,11 @@ class Storage(ABC):
     async def check(self, prefix: str) -> None:  # noqa: B027 - optional hook
         """Raise ConfigError unless the storage is usable under ``prefix`` (S3: the bucket is
         reachable with the configured credentials); called once before serving."""
+
+    async def probe(self, scratch: str) -> None:  # noqa: B027 - optional hook
+        """Find out whether the store verifies sha1 checksums (sets :attr:`verifies_sha1`),
+        writing only under ``scratch``; never raises. Called before serving; once per
+        storage is enough (later calls may do nothing)."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (clients, threads)."""

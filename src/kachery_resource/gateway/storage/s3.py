@@ -1,18 +1,36 @@
 """Storage in an S3-compatible bucket (AWS, R2, Wasabi, SeaweedFS, MinIO) via boto3.
 
-Clients PUT to presigned URLs for a staging key; finalize streams the staged object
-back (in a worker thread, in 1 MiB chunks) to hash it, and only if size and sha1 match
-copies it to its content key — conditionally on the ETag that was hashed, so bytes
-re-uploaded to the staging URL in between can never slip through — then deletes the
-staged object. Every blocking boto3 call runs in ``asyncio.to_thread``.
+Two ways an upload becomes readable under its content key, both keeping "nothing is ever
+readable under a sha1 key unless its bytes hash to that sha1":
+
+- **Store-verified** (clients that send headers, on stores that passed :meth:`S3Storage.probe`):
+  the client PUTs straight to the content key through a URL presigned with
+  ``x-amz-checksum-sha1`` and the declared Content-Length; the store refuses a body with
+  another sha1 (400 BadDigest, nothing stored) or another size (403). Finalize only HEADs the object (:meth:`S3Storage.confirm`).
+- **Read back** (every other upload): clients PUT to presigned URLs for a staging key;
+  finalize streams the staged object back (in a worker thread, in 1 MiB chunks) to hash
+  it, and only if size and sha1 match copies it to its content key — conditionally on the
+  ETag that was hashed, so bytes re-uploaded to the staging URL in between can never slip
+  through — then deletes the staged object (:meth:`S3Storage.promote`).
+
+The probe, run once before serving, PUTs a small body through presigned URLs to a
+scratch key: with a wrong checksum it must be refused and leave nothing, with the right
+one stored with that checksum. Every blocking boto3 call runs in ``asyncio.to_thread``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import hashlib
+import logging
 import os
+import secrets
 import time
+import urllib.error
+import urllib.request
+from http.client import HTTPException
 from typing import Any
 
 import boto3
@@ -28,17 +46,55 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from ...errors import ConfigError
+from .. import keys
 from ..problems import ApiError
 from .base import PartInfo, Storage, UrlContext, content_mismatch, nothing_uploaded
 
 HASH_CHUNK = 1024 * 1024
 MAX_COPY_OBJECT = 5 * 1024**3
 _MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchUpload"}
+CHECKSUM_HEADER = "x-amz-checksum-sha1"
+PROBE_BODY = b"kachery-resource checksum probe\n"
+PROBE_TIMEOUT = 30.0
+
+log = logging.getLogger("kachery_resource.gateway")
 
 
 def is_missing(exc: ClientError) -> bool:
     """Answer whether a boto3 error means 'no such object'."""
     return str(exc.response.get("Error", {}).get("Code")) in _MISSING
+
+
+def sha1_b64(sha1: str) -> str:
+    """A hex sha1 as ``x-amz-checksum-sha1`` carries it: base64 of its 20 bytes."""
+    return base64.b64encode(bytes.fromhex(sha1)).decode()
+
+
+def checksum_hex(checksum: str) -> str:
+    """An ``x-amz-checksum-sha1`` value as a hex sha1 (as it is if it is not base64)."""
+    try:
+        return base64.b64decode(checksum, validate=True).hex()
+    except ValueError:
+        return checksum
+
+
+def size_mismatch(key: str, declared: int, size: int) -> ApiError:
+    """The 400 when a stored object's checksum is right (or not recorded) but the declared
+    size is not its size: the object stays, it is the declaration that is wrong."""
+    return ApiError(400, "content_mismatch",
+                    f"the object {key!r} has {size} bytes, not the declared {declared}; "
+                    "declare the file's size and sha1 as they are")
+
+
+def put_like_a_client(url: str, headers: dict[str, str], body: bytes) -> int:
+    """PUT ``body`` to a presigned URL as a client does; returns the HTTP status."""
+    request = urllib.request.Request(url, data=body, method="PUT", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return exc.code
 
 
 def make_client(endpoint_url: str | None, *, attempts: int = 4, connect_timeout: float = 60,
@@ -100,6 +156,7 @@ class S3Storage(Storage):
         self.endpoint_url = endpoint_url
         self.client = client if client is not None else make_client(endpoint_url)
         self.description = f"s3://{bucket}" + (f" at {endpoint_url}" if endpoint_url else "")
+        self._probed = False
 
     async def check(self, prefix: str) -> None:
         """List at most one key under ``prefix`` (fails fast: one retry, 10 s to connect)."""
@@ -114,6 +171,83 @@ class S3Storage(Storage):
                               f"{access_problem(exc)}") from None
         finally:
             probe.close()
+
+    async def probe(self, scratch: str) -> None:
+        """Set :attr:`verifies_sha1` once, from a probe under ``scratch`` (see the module
+        docstring); any surprise or error leaves it False. Logs one line saying which."""
+        if self._probed:
+            return
+        self._probed = True
+        key = keys.join(scratch, f"checksum-probe-{secrets.token_hex(8)}")
+        try:
+            surprise = await asyncio.to_thread(self._probe_checksums, key)
+        except (OSError, HTTPException, BotoCoreError, ClientError) as exc:
+            surprise = f"{type(exc).__name__}: {exc}"
+        with contextlib.suppress(OSError, BotoCoreError, ClientError, ApiError):
+            await self.delete(key)
+        self.verifies_sha1 = surprise is None
+        if surprise is None:
+            log.info("%s verifies the sha1 of uploads itself (%s): clients that send it upload "
+                     "straight to content keys, without a read-back", self.description,
+                     CHECKSUM_HEADER)
+        else:
+            log.info("%s does not verify %s (%s): uploads on it are verified by reading them "
+                     "back", self.description, CHECKSUM_HEADER, surprise)
+
+    def _probe_checksums(self, key: str) -> str | None:
+        """PUT a wrong, then the right checksum to ``key``; None if the store behaved as one
+        that verifies them, else what it did instead."""
+        right = hashlib.sha1(PROBE_BODY).hexdigest()
+        wrong = hashlib.sha1(b"not " + PROBE_BODY).hexdigest()
+        status = put_like_a_client(*self._checked_put(key, wrong, len(PROBE_BODY), 300), PROBE_BODY)
+        if not 400 <= status < 500:
+            return f"a PUT with a wrong checksum was answered {status}, not refused"
+        if self._head(key) is not None:
+            return "a PUT refused for its wrong checksum left an object behind"
+        status = put_like_a_client(*self._checked_put(key, right, len(PROBE_BODY), 300), PROBE_BODY)
+        if status != 200:
+            return f"a PUT with the right checksum was answered {status}"
+        head = self._head(key)
+        if head is None or head.get("ChecksumSHA1") != sha1_b64(right):
+            return "HEAD does not report the checksum of an object PUT with one"
+        return None
+
+    def _head(self, key: str) -> dict[str, Any] | None:
+        """HEAD ``key`` with its checksum (blocking); None if there is no such object."""
+        try:
+            return dict(self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED"))
+        except ClientError as exc:
+            if is_missing(exc):
+                return None
+            raise
+
+    def _checked_put(self, key: str, sha1: str, size: int,
+                     ttl_sec: int) -> tuple[str, dict[str, str]]:
+        checksum = sha1_b64(sha1)
+        url = self.client.generate_presigned_url(
+            "put_object", ExpiresIn=ttl_sec,
+            Params={"Bucket": self.bucket, "Key": key, "ChecksumSHA1": checksum,
+                    "ContentLength": size})
+        return str(url), {CHECKSUM_HEADER: checksum}
+
+    def checked_upload_url(self, ctx: UrlContext, key: str, sha1: str, size: int,
+                           ttl_sec: int) -> tuple[str, dict[str, str]]:
+        return self._checked_put(key, sha1, size, ttl_sec)
+
+    async def confirm(self, content: str, size: int, sha1: str) -> None:
+        try:
+            head = await self._call("head_object", Key=content, ChecksumMode="ENABLED")
+        except ClientError as exc:
+            if is_missing(exc):
+                raise nothing_uploaded(content) from exc
+            raise
+        stored, got_size = head.get("ChecksumSHA1"), int(head["ContentLength"])
+        # "…-N" would be a checksum of parts, not of the object: no evidence either way
+        if stored and "-" not in stored and stored != sha1_b64(sha1):
+            await self.delete(content)
+            raise content_mismatch(sha1, size, checksum_hex(stored), got_size)
+        if got_size != size:
+            raise size_mismatch(content, size, got_size)
 
     async def _call(self, method: str, **kwargs: Any) -> Any:
         try:
