@@ -33,6 +33,8 @@ class StandIn:
         self.registered = True
         self.info: dict[str, Any] | None = None  # GET /api/info: 404 while None
         self.upload_headers: Any = None  # signedUploadHeaders to answer with, if any
+        self.refuse_opt_in = False  # answer acceptsUploadHeaders like an older gateway
+        self.refuse_headers = False  # answer PUTs that carry x-amz-checksum-sha1 with 403
 
     async def api_info(self, request: web.Request) -> web.Response:
         if self.info is None:
@@ -50,11 +52,15 @@ class StandIn:
         if kind == "getClientInfo":
             return web.json_response({"found": self.registered})
         if kind == "initiateFileUpload":
+            if self.refuse_opt_in and "acceptsUploadHeaders" in payload:
+                return web.json_response(status=400, data={
+                    "error": "invalid_request", "message": "invalid initiateFileUpload request: "
+                    "acceptsUploadHeaders: Extra inputs are not permitted"})
             if sha1 in self.bucket:
                 return web.json_response({"alreadyExists": True})
             url = str(request.url.with_path(f"/put/{sha1}").with_query({}))
             answer = {"alreadyExists": False, "objectKey": f"sha1/{sha1}", "signedUploadUrl": url}
-            if self.upload_headers is not None:
+            if self.upload_headers is not None and payload.get("acceptsUploadHeaders"):
                 answer["signedUploadHeaders"] = self.upload_headers
             return web.json_response(answer)
         if kind == "finalizeFileUpload":
@@ -67,6 +73,9 @@ class StandIn:
         if self.fail_puts:
             self.fail_puts -= 1
             return web.Response(status=503, text="slow down")
+        if self.refuse_headers and "x-amz-checksum-sha1" in request.headers:
+            return web.Response(status=403, text='<?xml version="1.0"?><Error><Code>AccessDenied'
+                                '</Code><Message>no headers here</Message></Error>')
         data = bytearray()
         try:
             async for chunk in request.content.iter_chunked(65536):
@@ -214,3 +223,35 @@ async def test_malformed_upload_headers_are_refused(standin: tuple[StandIn, str]
     with pytest.raises(GatewayError, match="signedUploadHeaders"):
         await run_upload(url, local_file(path))
     assert s.puts == [] and s.bucket == {}
+
+
+async def test_falls_back_to_staged_uploads_when_the_store_verified_way_is_refused(
+        standin: tuple[StandIn, str], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A 403 on a PUT with upload headers (a proxy on the way, say), or a gateway instance
+    that does not know acceptsUploadHeaders: the upload still completes, the staged way,
+    and the daemon stops opting in."""
+    s, url = standin
+    s.info = {"uploadHeaders": True}
+    s.upload_headers = {"x-amz-checksum-sha1": "c2hhMQ=="}
+    s.refuse_headers = True
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"f" * 600_000)
+    local = local_file(path)
+    async with aiohttp.ClientSession() as session:
+        gw = GatewayClient(session, url, ClientKeys.generate(), "default")
+        await GatewayUploader(gw).upload(local, lambda n: None)
+        assert gw.upload_headers is False
+    assert s.bucket[local.sha1] == path.read_bytes()
+    initiates = [c for c in s.calls if c["type"] == "initiateFileUpload"]
+    assert [c.get("acceptsUploadHeaders") for c in initiates] == [True, None]
+    assert [p["complete"] for p in s.puts] == [False, True]
+    assert "AccessDenied: no headers here" in caplog.text and "<?xml" not in caplog.text
+
+    s.refuse_opt_in, s.refuse_headers = True, False
+    other = tmp_path / "g.bin"
+    other.write_bytes(b"g" * 1000)
+    before = len(s.calls)
+    await run_upload(url, local_file(other))
+    assert [c.get("acceptsUploadHeaders") for c in s.calls[before:]
+            if c["type"] == "initiateFileUpload"] == [True, None]
+    assert s.bucket[local_file(other).sha1] == other.read_bytes()

@@ -66,9 +66,10 @@ def content_key(data: bytes) -> str:
     return keys.content_key("", hashlib.sha1(data).hexdigest())
 
 
-async def find(client: Client, keys_: ClientKeys, data: bytes) -> dict[str, Any]:
+async def find(client: Client, keys_: ClientKeys, data: bytes,
+               zone: str = "default") -> dict[str, Any]:
     status, found = await call(client, keys_, {"type": "findFile", "hashAlg": "sha1",
-                                               "hash": hashlib.sha1(data).hexdigest()})
+                                               "hash": hashlib.sha1(data).hexdigest()}, zone=zone)
     assert status == 200, found
     return found
 
@@ -161,8 +162,9 @@ async def test_wrong_declared_size_keeps_the_object(app: tuple[Client, str], s3_
     await register(client, client_keys)
     data = b"stored once, verified by the store"
     _, answer = await call(client, client_keys, initiate(data, acceptsUploadHeaders=True))
-    await client.session.put(answer["signedUploadUrl"], data=data,
-                             headers=answer["signedUploadHeaders"])
+    put = await client.session.put(answer["signedUploadUrl"], data=data,
+                                   headers=answer["signedUploadHeaders"])
+    assert put.status == 200, await put.text()
     status, body = await call(client, client_keys, finalize(data, answer["objectKey"], size=1))
     assert status == 400 and body["error"] == "content_mismatch", body
     assert objects(s3_server, prefix) == [content_key(data)]
@@ -203,13 +205,41 @@ async def test_clients_without_the_opt_in_are_staged(app: tuple[Client, str],
     assert (status, done) == (200, {"type": "finalizeFileUpload"})
 
 
-async def test_content_key_is_no_object_key_on_a_local_zone(app: tuple[Client, str],
-                                                            client_keys: ClientKeys) -> None:
+async def test_finalize_of_a_content_key_only_confirms(app: tuple[Client, str],
+                                                       client_keys: ClientKeys) -> None:
+    """Any storage answers a finalize naming the content key (the URL may have come from
+    another gateway instance whose probe passed): there, or not; nothing becomes readable."""
     client, _ = app
     await register(client, client_keys, zone="local")
     data = b"local bytes"
     status, body = await call(client, client_keys, finalize(data, content_key(data)), zone="local")
-    assert status == 400 and body["error"] == "object_key_mismatch", body
+    assert status == 400 and body["error"] == "upload_missing", body
+    _, answer = await call(client, client_keys, initiate(data), zone="local")
+    assert (await client.session.put(answer["signedUploadUrl"], data=data)).status == 200
+    status, body = await call(client, client_keys, finalize(data, content_key(data)), zone="local")
+    assert status == 400 and body["error"] == "upload_missing", body  # staged is not stored
+    await call(client, client_keys, finalize(data, answer["objectKey"]), zone="local")
+    status, body = await call(client, client_keys, finalize(data, content_key(data)), zone="local")
+    assert (status, body) == (200, {"type": "finalizeFileUpload"})
+    status, body = await call(client, client_keys, finalize(data, content_key(data), size=3),
+                              zone="local")
+    assert status == 400 and body["error"] == "content_mismatch", body
+    assert (await find(client, client_keys, data, zone="local"))["found"]
+
+
+async def test_confirm_deletes_content_whose_checksum_is_wrong(app: tuple[Client, str],
+                                                              s3_server: S3Server,
+                                                              client_keys: ClientKeys) -> None:
+    """Defence in depth: bytes under a content key whose stored checksum is another sha1."""
+    client, prefix = app
+    await register(client, client_keys)
+    data, other = b"what the key names", b"what was put there"
+    key = f"{prefix}/{content_key(data)}"
+    s3_server.client().put_object(Bucket=s3_server.bucket, Key=key, Body=other,
+                                  ChecksumSHA1=base64.b64encode(hashlib.sha1(other).digest()).decode())
+    status, body = await call(client, client_keys, finalize(data, key))
+    assert status == 400 and body["error"] == "content_mismatch", body
+    assert objects(s3_server, prefix) == []
 
 
 @pytest.mark.parametrize("value", ["true", 1, None, [True]])
@@ -237,27 +267,49 @@ def test_the_gateway_command_probes(s3_gateway: GatewayProcess, client_keys: Cli
 
 # The probe's negative path: stores that do not behave as checksum-verifying ones.
 
-def accept_everything(request: web.Request) -> web.Response:
-    """A store that takes any PUT and never has anything to HEAD."""
-    return web.Response(status=404 if request.method == "HEAD" else 200)
+class FakeStore:
+    """Keeps what is PUT, with the checksum header it came with, and answers HEAD with it;
+    ``verify`` decides what a PUT whose body does not match its header gets."""
+
+    def __init__(self, verify: str) -> None:
+        self.verify = verify  # "never", "refuse-403" (not a digest error), "refuse-all"
+        self.objects: dict[str, tuple[bytes, str]] = {}
+
+    def __call__(self, request: web.Request, body: bytes) -> web.Response:
+        key, header = request.path, request.headers.get(HEADER, "")
+        if request.method == "PUT":
+            right = base64.b64encode(hashlib.sha1(body).digest()).decode() == header
+            if self.verify == "refuse-all" or (not right and self.verify == "refuse-403"):
+                return web.Response(status=403, text="<Error><Code>AccessDenied</Code></Error>")
+            self.objects[key] = (body, header)
+            return web.Response(status=200)
+        if request.method == "HEAD":
+            if key not in self.objects:
+                return web.Response(status=404)
+            data, checksum = self.objects[key]
+            return web.Response(status=200, headers={
+                "ETag": f'"{hashlib.md5(data).hexdigest()}"', "x-amz-checksum-sha1": checksum})
+        self.objects.pop(key, None)
+        return web.Response(status=204)
 
 
-def refuse_every_put(request: web.Request) -> web.Response:
-    """A store that refuses every PUT (so also the right checksum)."""
-    return web.Response(status={"PUT": 400, "HEAD": 404}.get(request.method, 204))
-
-
-@pytest.mark.parametrize("behaviour", [accept_everything, refuse_every_put])
+@pytest.mark.parametrize(("verify", "why"), [
+    ("never", "a PUT of other bytes was answered 200, not a digest error"),
+    ("refuse-403", "a PUT of other bytes was answered 403 AccessDenied, not a digest error"),
+    ("refuse-all", "a PUT with the right checksum was answered 403 AccessDenied")],
+    ids=["keeps-without-checking", "refuses-for-another-reason", "refuses-everything"])
 async def test_probe_of_a_store_that_does_not_verify(
-        behaviour: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+        verify: str, why: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A store that keeps a checksum without checking it, one that refuses other bytes for
+    some other reason than their digest, one that refuses every PUT: none is trusted."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "fake")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "fake")
     seen: list[str] = []
+    behaviour = FakeStore(verify)
 
     async def handle(request: web.Request) -> web.Response:
-        await request.read()
         seen.append(request.method)
-        return behaviour(request)
+        return behaviour(request, await request.read())
 
     fake = web.Application()
     fake.router.add_route("*", "/{tail:.*}", handle)
@@ -269,6 +321,7 @@ async def test_probe_of_a_store_that_does_not_verify(
     assert storage.verifies_sha1 is False
     assert "PUT" in seen and "DELETE" in seen  # it really asked, and cleaned up
     assert "uploads on it are verified by reading them back" in caplog.text
+    assert why in caplog.text
 
 
 async def test_probe_of_an_unreachable_store(monkeypatch: pytest.MonkeyPatch,

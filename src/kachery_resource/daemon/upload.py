@@ -49,6 +49,8 @@ GATEWAY_TRANSIENT_STATUSES = frozenset({408, 429, 502, 503, 504})
 INFO_CACHE_SEC = 600.0  # how long the gateway's /api/info answer is trusted
 _HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,100}")
 _HEADER_VALUE = re.compile(r"[\x20-\x7e]{0,1000}")
+_S3_CODE = re.compile(r"<Code>([^<]{1,100})</Code>")
+_S3_MESSAGE = re.compile(r"<Message>([^<]{1,300})</Message>")
 T = TypeVar("T")
 
 
@@ -78,6 +80,7 @@ class GatewayClient:
         self.zone = zone
         self._info: dict[str, Any] = {}
         self._info_at = -INFO_CACHE_SEC
+        self.upload_headers = True  # opt in to store-verified uploads where offered
 
     async def info(self) -> dict[str, Any]:
         """``GET /api/info`` ({} from a gateway that has none, like kachery-cloud's)."""
@@ -137,12 +140,34 @@ class GatewayClient:
         data = await self.call({"type": "findFile", "hashAlg": "sha1", "hash": sha1, "zone": self.zone})
         return bool(data.get("found"))
 
+    def stop_upload_headers(self, why: str) -> None:
+        """Upload the staged way from now on (a gateway or the path to the store refused
+        the store-verified way)."""
+        if self.upload_headers:
+            log.warning("%s; uploads go the staged way from now on", why)
+        self.upload_headers = False
+
+    async def _opts_in(self) -> bool:
+        if not self.upload_headers:
+            return False
+        try:
+            return (await self.capabilities()).get("uploadHeaders") is True
+        except TransientError:  # /api/info is only needed for the opt-in
+            return False
+
     async def initiate(self, sha1: str, size: int) -> UploadTarget:
         payload: dict[str, Any] = {"type": "initiateFileUpload", "size": size, "hashAlg": "sha1",
                                    "hash": sha1, "zone": self.zone}
-        if (await self.capabilities()).get("uploadHeaders") is True:
+        opt_in = await self._opts_in()
+        if opt_in:
             payload["acceptsUploadHeaders"] = True
-        data = await self.call(payload)
+        try:
+            data = await self.call(payload)
+        except GatewayError as exc:  # e.g. an older instance behind the same load balancer
+            if not (opt_in and exc.status == 400 and "acceptsUploadHeaders" in str(exc)):
+                raise
+            self.stop_upload_headers(f"gateway {self.url} refused acceptsUploadHeaders")
+            return await self.initiate(sha1, size)
         if data.get("alreadyExists"):
             return UploadTarget(already_exists=True)
         key, url = data.get("objectKey"), data.get("signedUploadUrl")
@@ -232,10 +257,17 @@ class GatewayUploader:
         if target.already_exists:
             progress(local.size)
             return False
-        if local.size <= SMALL_FILE:
-            await self._put_small(local, target, progress)
-        else:
-            await self._put(local, target, progress)
+        try:
+            if local.size <= SMALL_FILE:
+                await self._put_small(local, target, progress)
+            else:
+                await self._put(local, target, progress)
+        except UploadFailedError as exc:
+            if not (target.headers and exc.status == 403):
+                raise
+            # a proxy on the way that drops headers, or a store that changed its mind
+            self.gateway.stop_upload_headers(f"a store-verified upload PUT was refused ({exc})")
+            raise TransientError(str(exc)) from exc
         await self.gateway.finalize(local.sha1, local.size, target.object_key)
         return True
 
@@ -288,6 +320,9 @@ class GatewayUploader:
 
 def _check_put_status(status: int, body: str) -> None:
     if not 200 <= status < 300:
+        code, said = _S3_CODE.search(body), _S3_MESSAGE.search(body)
+        if code:  # an S3 error document: its code and message, not the XML
+            body = code.group(1) + (f": {said.group(1)}" if said else "")
         message = f"upload PUT answered {status}: {body[:300]}"
         if status in TRANSIENT_STATUSES:
             raise TransientError(message)

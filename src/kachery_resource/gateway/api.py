@@ -34,6 +34,8 @@ from .storage import UrlContext
 from .storage.base import content_mismatch
 from .zones import Zone
 
+DIRECT_URL_TTL_SEC = 300  # at most, for the store-verified URLs of content keys
+
 EMPTY_SHA1 = "da39a3ee5e6b4b0d3255bfef95601890afd80709"
 
 Json = dict[str, Any]
@@ -143,8 +145,9 @@ async def initiate_file_upload(call: Call) -> Json:
         return {"type": "initiateFileUpload", "alreadyExists": True}
     ttl = call.settings.upload_url_ttl_sec
     if payload.acceptsUploadHeaders and zone.storage.verifies_sha1:
+        # short-lived: nobody asks the gateway again before such an upload becomes readable
         url, headers = zone.storage.checked_upload_url(call.url_context(), content, payload.hash,
-                                                       payload.size, ttl)
+                                                       payload.size, min(ttl, DIRECT_URL_TTL_SEC))
         return {"type": "initiateFileUpload", "alreadyExists": False, "objectKey": content,
                 "signedUploadUrl": url, "signedUploadHeaders": headers}
     staging = keys.staging_key(zone.prefix, payload.hash, keys.new_upload_id())
@@ -160,7 +163,7 @@ async def finalize_file_upload(call: Call) -> Json:
     ensure_size_allowed(payload.size, call.settings.max_upload_size)
     zone = call.zone
     content = keys.content_key(zone.prefix, payload.hash)
-    if payload.objectKey == content and zone.storage.verifies_sha1:
+    if payload.objectKey == content:  # a store-verified upload: it is there, or it is not
         await zone.storage.confirm(content, payload.size, payload.hash)
         return {"type": "finalizeFileUpload"}
     keys.parse_staging_key(zone.prefix, payload.objectKey, payload.hash)

@@ -102,8 +102,9 @@ def multipart_key(prefix: str, sha1: str, upload_id: str) -> str:
 def parse_staging_key(prefix: str, key: str, sha1: str, area: str = "staging") -> str:
     """Return the upload id of upload key ``key`` for ``sha1``, or raise a 400.
 
-    The key must be exactly what initiateFileUpload (``area="staging"``) or
-    initiateMultipartUpload (``area="multipart"``) returned for this hash and zone.
+    The key must be exactly what initiateFileUpload (``area="staging"``; a store-verified
+    upload's content key is handled before this) or initiateMultipartUpload
+    (``area="multipart"``) returned for this hash and zone.
     """
     ensure_safe_key(key)
     expected_head = join(prefix, area, sha1) + "/"

@@ -37,6 +37,14 @@ def content_mismatch(declared_sha1: str, declared_size: int, sha1: str | None, s
     )
 
 
+def size_mismatch(key: str, declared: int, size: int) -> ApiError:
+    """The 400 when an object under a content key is not of the declared size: the object
+    stays (a content key only ever holds verified bytes), the declaration is wrong."""
+    return ApiError(400, "content_mismatch",
+                    f"the object {key!r} has {size} bytes, not the declared {declared}; "
+                    "declare the file's size and sha1 as they are")
+
+
 def nothing_uploaded(key: str) -> ApiError:
     """The 400 answered when finalize finds no uploaded object at the staging key."""
     return ApiError(
@@ -106,10 +114,15 @@ class Storage(ABC):
         raise NotImplementedError(f"{self.description} does not verify sha1 checksums")
 
     async def confirm(self, content: str, size: int, sha1: str) -> None:
-        """Check the object a :meth:`checked_upload_url` PUT stored under ``content``:
-        :func:`nothing_uploaded` if there is none, a 400 ``content_mismatch`` if its size
-        or stored checksum is not the declared one; only where :attr:`verifies_sha1`."""
-        raise NotImplementedError(f"{self.description} does not verify sha1 checksums")
+        """Finalize of an upload that went straight to ``content`` (:meth:`checked_upload_url`,
+        which may have been handed out by another gateway instance):
+        :func:`nothing_uploaded` if there is no object, :func:`size_mismatch` if it is not
+        of the declared size. It makes nothing readable, so any storage can answer it."""
+        found = await self.size_of(content)
+        if found is None:
+            raise nothing_uploaded(content)
+        if found != size:
+            raise size_mismatch(content, size, found)
 
     @abstractmethod
     async def promote(self, staging: str, content: str, size: int, sha1: str) -> None:

@@ -3,34 +3,28 @@
 Two ways an upload becomes readable under its content key, both keeping "nothing is ever
 readable under a sha1 key unless its bytes hash to that sha1":
 
-- **Store-verified** (clients that send headers, on stores that passed :meth:`S3Storage.probe`):
-  the client PUTs straight to the content key through a URL presigned with
-  ``x-amz-checksum-sha1`` and the declared Content-Length; the store refuses a body with
-  another sha1 (400 BadDigest, nothing stored) or another size (403). Finalize only HEADs the object (:meth:`S3Storage.confirm`).
+- **Store-verified** (clients that send headers, on stores that passed :meth:`S3Storage.probe`,
+  see :mod:`.checksum_probe`): the client PUTs straight to the content key through a URL
+  presigned with ``x-amz-checksum-sha1`` and the declared Content-Length; the store
+  refuses a body with another sha1 (400 BadDigest, nothing stored) or another size
+  (403). Finalize only HEADs the object (:meth:`S3Storage.confirm`).
 - **Read back** (every other upload): clients PUT to presigned URLs for a staging key;
   finalize streams the staged object back (in a worker thread, in 1 MiB chunks) to hash
   it, and only if size and sha1 match copies it to its content key — conditionally on the
   ETag that was hashed, so bytes re-uploaded to the staging URL in between can never slip
   through — then deletes the staged object (:meth:`S3Storage.promote`).
 
-The probe, run once before serving, PUTs a small body through presigned URLs to a
-scratch key: with a wrong checksum it must be refused and leave nothing, with the right
-one stored with that checksum. Every blocking boto3 call runs in ``asyncio.to_thread``.
+Every blocking boto3 call runs in ``asyncio.to_thread``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hashlib
 import logging
 import os
-import secrets
 import time
-import urllib.error
-import urllib.request
-from http.client import HTTPException
 from typing import Any
 
 import boto3
@@ -46,16 +40,13 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from ...errors import ConfigError
-from .. import keys
 from ..problems import ApiError
-from .base import PartInfo, Storage, UrlContext, content_mismatch, nothing_uploaded
+from .base import PartInfo, Storage, UrlContext, content_mismatch, nothing_uploaded, size_mismatch
+from .checksum_probe import CHECKSUM_HEADER, ChecksumProbe
 
 HASH_CHUNK = 1024 * 1024
 MAX_COPY_OBJECT = 5 * 1024**3
 _MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchUpload"}
-CHECKSUM_HEADER = "x-amz-checksum-sha1"
-PROBE_BODY = b"kachery-resource checksum probe\n"
-PROBE_TIMEOUT = 30.0
 
 log = logging.getLogger("kachery_resource.gateway")
 
@@ -76,25 +67,6 @@ def checksum_hex(checksum: str) -> str:
         return base64.b64decode(checksum, validate=True).hex()
     except ValueError:
         return checksum
-
-
-def size_mismatch(key: str, declared: int, size: int) -> ApiError:
-    """The 400 when a stored object's checksum is right (or not recorded) but the declared
-    size is not its size: the object stays, it is the declaration that is wrong."""
-    return ApiError(400, "content_mismatch",
-                    f"the object {key!r} has {size} bytes, not the declared {declared}; "
-                    "declare the file's size and sha1 as they are")
-
-
-def put_like_a_client(url: str, headers: dict[str, str], body: bytes) -> int:
-    """PUT ``body`` to a presigned URL as a client does; returns the HTTP status."""
-    request = urllib.request.Request(url, data=body, method="PUT", headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        return exc.code
 
 
 def make_client(endpoint_url: str | None, *, attempts: int = 4, connect_timeout: float = 60,
@@ -173,18 +145,22 @@ class S3Storage(Storage):
             probe.close()
 
     async def probe(self, scratch: str) -> None:
-        """Set :attr:`verifies_sha1` once, from a probe under ``scratch`` (see the module
-        docstring); any surprise or error leaves it False. Logs one line saying which."""
+        """Set :attr:`verifies_sha1` once, from a :class:`ChecksumProbe` under ``scratch``;
+        any surprise or error leaves it False. Logs one line saying which."""
         if self._probed:
             return
         self._probed = True
-        key = keys.join(scratch, f"checksum-probe-{secrets.token_hex(8)}")
+        client = make_client(self.endpoint_url, attempts=2, connect_timeout=10, read_timeout=30)
+        probe = ChecksumProbe(self.bucket, self._checked_put, client, scratch)
         try:
-            surprise = await asyncio.to_thread(self._probe_checksums, key)
-        except (OSError, HTTPException, BotoCoreError, ClientError) as exc:
-            surprise = f"{type(exc).__name__}: {exc}"
-        with contextlib.suppress(OSError, BotoCoreError, ClientError, ApiError):
-            await self.delete(key)
+            surprise = await asyncio.to_thread(probe.run)
+        except Exception as exc:  # whatever it is, the read-back way stays safe
+            log.warning("%s: could not find out whether the store verifies %s (%s: %s); uploads "
+                        "on it are verified by reading them back", self.description,
+                        CHECKSUM_HEADER, type(exc).__name__, exc)
+            return
+        finally:
+            client.close()
         self.verifies_sha1 = surprise is None
         if surprise is None:
             log.info("%s verifies the sha1 of uploads itself (%s): clients that send it upload "
@@ -194,35 +170,8 @@ class S3Storage(Storage):
             log.info("%s does not verify %s (%s): uploads on it are verified by reading them "
                      "back", self.description, CHECKSUM_HEADER, surprise)
 
-    def _probe_checksums(self, key: str) -> str | None:
-        """PUT a wrong, then the right checksum to ``key``; None if the store behaved as one
-        that verifies them, else what it did instead."""
-        right = hashlib.sha1(PROBE_BODY).hexdigest()
-        wrong = hashlib.sha1(b"not " + PROBE_BODY).hexdigest()
-        status = put_like_a_client(*self._checked_put(key, wrong, len(PROBE_BODY), 300), PROBE_BODY)
-        if not 400 <= status < 500:
-            return f"a PUT with a wrong checksum was answered {status}, not refused"
-        if self._head(key) is not None:
-            return "a PUT refused for its wrong checksum left an object behind"
-        status = put_like_a_client(*self._checked_put(key, right, len(PROBE_BODY), 300), PROBE_BODY)
-        if status != 200:
-            return f"a PUT with the right checksum was answered {status}"
-        head = self._head(key)
-        if head is None or head.get("ChecksumSHA1") != sha1_b64(right):
-            return "HEAD does not report the checksum of an object PUT with one"
-        return None
-
-    def _head(self, key: str) -> dict[str, Any] | None:
-        """HEAD ``key`` with its checksum (blocking); None if there is no such object."""
-        try:
-            return dict(self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED"))
-        except ClientError as exc:
-            if is_missing(exc):
-                return None
-            raise
-
     def _checked_put(self, key: str, sha1: str, size: int,
-                     ttl_sec: int) -> tuple[str, dict[str, str]]:
+                     ttl_sec: int = 300) -> tuple[str, dict[str, str]]:
         checksum = sha1_b64(sha1)
         url = self.client.generate_presigned_url(
             "put_object", ExpiresIn=ttl_sec,
