@@ -35,8 +35,10 @@ class StandIn:
         self.upload_headers: Any = None  # signedUploadHeaders to answer with, if any
         self.refuse_opt_in = False  # answer acceptsUploadHeaders like an older gateway
         self.refuse_headers = False  # answer PUTs that carry x-amz-checksum-sha1 with 403
+        self.info_asked = 0
 
     async def api_info(self, request: web.Request) -> web.Response:
+        self.info_asked += 1
         if self.info is None:
             return web.Response(status=404)
         return web.json_response(self.info)
@@ -200,15 +202,20 @@ async def test_sends_the_upload_headers_the_gateway_asks_for(standin: tuple[Stan
 
     s.info = {"uploadHeaders": True}
     s.upload_headers = {"x-amz-checksum-sha1": "c2hhMQ=="}
-    for name, size in [("small.bin", 1000), ("large.bin", 600_000)]:
-        path = tmp_path / name
-        path.write_bytes(name.encode() * (size // len(name)))
-        local = local_file(path)
-        await run_upload(url, local)
-        assert s.calls[-2]["type"] == "initiateFileUpload"
-        assert s.calls[-2]["acceptsUploadHeaders"] is True
-        assert s.puts[-1]["headers"]["x-amz-checksum-sha1"] == "c2hhMQ=="
-        assert s.bucket[local.sha1] == path.read_bytes()
+    asked = s.info_asked
+    async with aiohttp.ClientSession() as session:
+        uploader = GatewayUploader(GatewayClient(session, url, ClientKeys.generate(), "default"))
+        for name, size in [("small.bin", 1000), ("large.bin", 600_000)]:
+            path = tmp_path / name
+            path.write_bytes(name.encode() * (size // len(name)))
+            local = local_file(path)
+            await uploader.upload(local, lambda n: None)
+            assert s.calls[-2]["type"] == "initiateFileUpload"
+            assert s.calls[-2]["acceptsUploadHeaders"] is True
+            assert s.puts[-1]["headers"]["x-amz-checksum-sha1"] == "c2hhMQ=="
+            assert s.bucket[local.sha1] == path.read_bytes()
+        uploader.close()
+    assert s.info_asked == asked + 1  # /api/info once for both uploads (cached)
 
 
 @pytest.mark.parametrize("headers", [{"bad name": "x"}, {"x-a": "line\r\nX-Injected: 1"},

@@ -12,6 +12,7 @@ from kachery_resource.gateway.app import ZONES_KEY
 from kachery_resource.gateway.registry import ClientRecord, now_ms
 from kachery_resource.identity import ClientKeys
 
+from ..servers import S3Server
 from .conftest import envelope
 
 Client = TestClient[Any, Any]
@@ -57,3 +58,10 @@ async def chunked(*parts: bytes) -> AsyncIterator[bytes]:
     """A request body sent with Transfer-Encoding: chunked."""
     for part in parts:
         yield part
+
+
+def objects(s3_server: S3Server, prefix: str) -> list[str]:
+    """Every key under ``prefix`` in the test bucket but client records."""
+    listed = s3_server.client().list_objects_v2(Bucket=s3_server.bucket, Prefix=prefix + "/")
+    return sorted(o["Key"][len(prefix) + 1:] for o in listed.get("Contents", [])
+                  if "/clients/" not in o["Key"])

@@ -15,7 +15,7 @@ from kachery_resource.gateway.settings import load_settings
 from kachery_resource.identity import ClientKeys
 
 from ..servers import S3Server
-from .helpers import Client, call, file_payloads, register, upload
+from .helpers import Client, call, file_payloads, objects, register, upload
 
 
 @pytest.fixture
@@ -28,12 +28,6 @@ async def s3_app(s3_server: S3Server, aiohttp_client: Any,
     settings = load_settings(storage=f"s3://{s3_server.bucket}/{prefix}",
                              overrides={"s3EndpointUrl": s3_server.endpoint})
     yield await aiohttp_client(build_app(settings)), prefix
-
-
-def objects(s3_server: S3Server, prefix: str) -> list[str]:
-    listed = s3_server.client().list_objects_v2(Bucket=s3_server.bucket, Prefix=prefix + "/")
-    return sorted(o["Key"][len(prefix) + 1:] for o in listed.get("Contents", [])
-                  if "/clients/" not in o["Key"])
 
 
 async def test_s3_round_trip_and_mismatch(s3_app: tuple[Client, str], s3_server: S3Server,

@@ -27,7 +27,7 @@ from kachery_resource.identity import ClientKeys
 
 from ..servers import S3Server
 from .conftest import GatewayProcess, envelope
-from .helpers import Client, call, file_payloads, register
+from .helpers import Client, call, file_payloads, objects, register
 
 HEADER = "x-amz-checksum-sha1"
 
@@ -44,13 +44,6 @@ async def app(s3_server: S3Server, aiohttp_client: Any, tmp_path: Path,
         "s3EndpointUrl": s3_server.endpoint,
         "zones": {"default": {}, "local": {"storage": str(tmp_path / "local")}}})
     yield await aiohttp_client(build_app(settings)), prefix
-
-
-def objects(s3_server: S3Server, prefix: str) -> list[str]:
-    """Every key under ``prefix`` but client records."""
-    listed = s3_server.client().list_objects_v2(Bucket=s3_server.bucket, Prefix=prefix + "/")
-    return sorted(o["Key"][len(prefix) + 1:] for o in listed.get("Contents", [])
-                  if "/clients/" not in o["Key"])
 
 
 def initiate(data: bytes, **extra: Any) -> dict[str, Any]:
