@@ -314,7 +314,7 @@ async def test_probe_of_a_store_that_does_not_verify(
     assert storage.verifies_sha1 is False
     assert "PUT" in seen and "DELETE" in seen  # it really asked, and cleaned up
     assert "uploads on it are verified by reading them back" in caplog.text
-    assert why in caplog.text
+    assert why in caplog.text and why in storage.not_verified_because
 
 
 async def test_probe_of_an_unreachable_store(monkeypatch: pytest.MonkeyPatch,
@@ -330,3 +330,4 @@ async def test_probe_of_an_unreachable_store(monkeypatch: pytest.MonkeyPatch,
     await storage.close()
     assert storage.verifies_sha1 is False
     assert "reading them back" in caplog.text
+    assert storage.not_verified_because.startswith("the probe failed: ")

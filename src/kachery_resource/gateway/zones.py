@@ -93,4 +93,5 @@ def verification(zone: Zone) -> str:
         return ""
     if zone.storage.verifies_sha1:
         return "; the store checks each upload's sha1 (x-amz-checksum-sha1)"
-    return "; uploads are verified by reading them back"
+    why = zone.storage.not_verified_because
+    return "; uploads are verified by reading them back" + (f" ({why})" if why else "")

@@ -78,6 +78,9 @@ class Storage(ABC):
     content key (:meth:`checked_upload_url`) and finalize only has to :meth:`confirm`.
     The local directory hashes what it receives instead."""
 
+    not_verified_because: str = ""
+    """After :meth:`probe`: why the store is not trusted to verify sha1 checksums."""
+
     @abstractmethod
     async def size_of(self, key: str) -> int | None:
         """The size of object ``key``, or None if it does not exist."""

@@ -155,6 +155,7 @@ class S3Storage(Storage):
         try:
             surprise = await asyncio.to_thread(probe.run)
         except Exception as exc:  # whatever it is, the read-back way stays safe
+            self.not_verified_because = f"the probe failed: {type(exc).__name__}: {exc}"
             log.warning("%s: could not find out whether the store verifies %s (%s: %s); uploads "
                         "on it are verified by reading them back", self.description,
                         CHECKSUM_HEADER, type(exc).__name__, exc)
@@ -162,6 +163,7 @@ class S3Storage(Storage):
         finally:
             client.close()
         self.verifies_sha1 = surprise is None
+        self.not_verified_because = surprise or ""
         if surprise is None:
             log.info("%s verifies the sha1 of uploads itself (%s): clients that send it upload "
                      "straight to content keys, without a read-back", self.description,
