@@ -36,6 +36,7 @@ class StandIn:
         self.refuse_opt_in = False  # answer acceptsUploadHeaders like an older gateway
         self.refuse_headers = False  # answer PUTs that carry x-amz-checksum-sha1 with 403
         self.info_asked = 0
+        self.fail_finalize = 0  # answer this many finalize calls with 503
 
     async def api_info(self, request: web.Request) -> web.Response:
         self.info_asked += 1
@@ -66,6 +67,9 @@ class StandIn:
                 answer["signedUploadHeaders"] = self.upload_headers
             return web.json_response(answer)
         if kind == "finalizeFileUpload":
+            if self.fail_finalize:
+                self.fail_finalize -= 1
+                return web.Response(status=503, text="busy")
             return web.json_response({"type": "finalizeFileUpload"})
         return web.Response(status=500, text="Error: unknown")
 
@@ -262,3 +266,24 @@ async def test_falls_back_to_staged_uploads_when_the_store_verified_way_is_refus
     assert [c.get("acceptsUploadHeaders") for c in s.calls[before:]
             if c["type"] == "initiateFileUpload"] == [True, None]
     assert s.bucket[local_file(other).sha1] == other.read_bytes()
+
+
+async def test_a_finalize_retried_after_a_store_verified_put_counts_as_sent(
+        standin: tuple[StandIn, str], tmp_path: Path) -> None:
+    """The PUT went straight to the content key; finalize failed once; the retry finds the
+    file in the bucket: still this daemon's upload (logged completed, not 'already in
+    bucket')."""
+    s, url = standin
+    s.fail_finalize = 1
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"f" * 300_000)
+    local = local_file(path)
+    progress: list[int] = []
+    async with aiohttp.ClientSession() as session:
+        up = GatewayUploader(GatewayClient(session, url, ClientKeys.generate(), "default"))
+        assert await up.upload(local, progress.append) is True
+        up.close()
+    assert sum(progress) == 300_000
+    assert [c["type"] for c in s.calls] == ["initiateFileUpload", "finalizeFileUpload",
+                                            "initiateFileUpload"]
+    assert len(s.puts) == 1

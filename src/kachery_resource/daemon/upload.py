@@ -237,6 +237,7 @@ class GatewayUploader:
                 return False
             return await self.multipart.upload(local, progress)  # retries per part, resumable
         sent = 0
+        sent_whole = False  # by an earlier attempt whose finalize then failed
 
         def counted(n: int) -> None:
             nonlocal sent
@@ -244,11 +245,13 @@ class GatewayUploader:
             progress(n)
 
         async def attempt() -> bool:
-            nonlocal sent
+            nonlocal sent, sent_whole
             if sent:
+                sent_whole = sent_whole or sent == local.size
                 progress(-sent)  # a retry starts from zero again
                 sent = 0
-            return await self._upload_once(local, counted)
+            # a store-verified PUT is in the bucket already: this daemon did send it
+            return await self._upload_once(local, counted) or sent_whole
 
         return await with_retries(f"upload of sha1://{local.sha1}", attempt)
 
