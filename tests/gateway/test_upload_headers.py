@@ -59,6 +59,19 @@ def content_key(data: bytes) -> str:
     return keys.content_key("", hashlib.sha1(data).hexdigest())
 
 
+async def put_direct(client: Client, keys_: ClientKeys, data: bytes, *, body: bytes | None = None,
+                     size: int | None = None, send_headers: bool = True) -> tuple[dict[str, Any], int, str]:
+    """initiateFileUpload opted in (declaring ``size``, default ``len(data)``), then a PUT of
+    ``body`` (default ``data``) to its URL; the answer, the PUT's status and body."""
+    payload = initiate(data, acceptsUploadHeaders=True)
+    payload["size"] = len(data) if size is None else size
+    status, answer = await call(client, keys_, payload)
+    assert status == 200, answer
+    put = await client.session.put(answer["signedUploadUrl"], data=data if body is None else body,
+                                   headers=answer["signedUploadHeaders"] if send_headers else None)
+    return answer, put.status, await put.text()
+
+
 async def find(client: Client, keys_: ClientKeys, data: bytes,
                zone: str = "default") -> dict[str, Any]:
     status, found = await call(client, keys_, {"type": "findFile", "hashAlg": "sha1",
@@ -83,16 +96,13 @@ async def test_store_verified_upload(app: tuple[Client, str], s3_server: S3Serve
     await register(client, client_keys)
     data = os.urandom(1_500_000)
     sha1 = hashlib.sha1(data).hexdigest()
-    status, answer = await call(client, client_keys, initiate(data, acceptsUploadHeaders=True))
-    assert status == 200, answer
+    answer, status, text = await put_direct(client, client_keys, data)
+    assert status == 200, text
     checksum = base64.b64encode(hashlib.sha1(data).digest()).decode()
     assert answer == {"type": "initiateFileUpload", "alreadyExists": False,
                       "objectKey": f"{prefix}/{content_key(data)}",
                       "signedUploadUrl": answer["signedUploadUrl"],
                       "signedUploadHeaders": {HEADER: checksum}}
-    put = await client.session.put(answer["signedUploadUrl"], data=data,
-                                   headers=answer["signedUploadHeaders"])
-    assert put.status == 200, await put.text()
     status, done = await call(client, client_keys, finalize(data, answer["objectKey"]))
     assert (status, done) == (200, {"type": "finalizeFileUpload"})
     found = await find(client, client_keys, data)
@@ -110,41 +120,27 @@ async def test_store_refuses_other_bytes(app: tuple[Client, str], s3_server: S3S
     client, prefix = app
     await register(client, client_keys)
     data = os.urandom(500_000)
-    _, answer = await call(client, client_keys, initiate(data, acceptsUploadHeaders=True))
-    put = await client.session.put(answer["signedUploadUrl"], data=os.urandom(len(data)),
-                                   headers=answer["signedUploadHeaders"])
-    assert put.status == 400, await put.text()  # BadDigest
+    answer, status, text = await put_direct(client, client_keys, data, body=os.urandom(len(data)))
+    assert status == 400, text  # BadDigest
     status, body = await call(client, client_keys, finalize(data, answer["objectKey"]))
     assert status == 400 and body["error"] == "upload_missing", body
     assert (await find(client, client_keys, data)) == {"type": "findFile", "found": False}
     assert objects(s3_server, prefix) == []
 
 
-async def test_put_without_the_header_is_refused(app: tuple[Client, str], s3_server: S3Server,
-                                                 client_keys: ClientKeys) -> None:
+@pytest.mark.parametrize(("how", "refused_with"), [
+    ({"send_headers": False}, {403}),  # the checksum header is signed: it must be sent
+    # a lie (under maxUploadSize) about a bigger file whose sha1 it names: the signed
+    # Content-Length refuses it
+    ({"size": 1000}, {400, 403}),
+], ids=["without-the-header", "bigger-than-declared"])
+async def test_puts_not_as_signed_are_refused(app: tuple[Client, str], s3_server: S3Server,
+                                              client_keys: ClientKeys, how: dict[str, Any],
+                                              refused_with: set[int]) -> None:
     client, prefix = app
     await register(client, client_keys)
-    data = b"headers matter"
-    _, answer = await call(client, client_keys, initiate(data, acceptsUploadHeaders=True))
-    put = await client.session.put(answer["signedUploadUrl"], data=data)
-    assert put.status == 403, await put.text()
-    assert objects(s3_server, prefix) == []
-
-
-async def test_the_url_is_bound_to_the_declared_size(app: tuple[Client, str],
-                                                     s3_server: S3Server,
-                                                     client_keys: ClientKeys) -> None:
-    """An uploader may not declare a small size (under maxUploadSize) and PUT a bigger file
-    whose sha1 it named: the signed Content-Length refuses it."""
-    client, prefix = app
-    await register(client, client_keys)
-    data = os.urandom(200_000)
-    payload = initiate(data, acceptsUploadHeaders=True)
-    payload["size"] = 1000  # a lie: the URL must then take exactly 1000 bytes
-    _, answer = await call(client, client_keys, payload)
-    put = await client.session.put(answer["signedUploadUrl"], data=data,
-                                   headers=answer["signedUploadHeaders"])
-    assert put.status in (400, 403), await put.text()
+    _, status, text = await put_direct(client, client_keys, os.urandom(200_000), **how)
+    assert status in refused_with, text
     assert objects(s3_server, prefix) == []
 
 
@@ -154,10 +150,8 @@ async def test_wrong_declared_size_keeps_the_object(app: tuple[Client, str], s3_
     client, prefix = app
     await register(client, client_keys)
     data = b"stored once, verified by the store"
-    _, answer = await call(client, client_keys, initiate(data, acceptsUploadHeaders=True))
-    put = await client.session.put(answer["signedUploadUrl"], data=data,
-                                   headers=answer["signedUploadHeaders"])
-    assert put.status == 200, await put.text()
+    answer, status, text = await put_direct(client, client_keys, data)
+    assert status == 200, text
     status, body = await call(client, client_keys, finalize(data, answer["objectKey"], size=1))
     assert status == 400 and body["error"] == "content_mismatch", body
     assert objects(s3_server, prefix) == [content_key(data)]
