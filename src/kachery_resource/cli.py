@@ -12,6 +12,7 @@ import sys
 import click
 
 from .errors import KacheryResourceError
+from .options import Group
 
 COMMAND_MODULES = (
     "kachery_resource.gateway.cli",
@@ -22,7 +23,7 @@ COMMAND_MODULES = (
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="kachery-resource")
 def cli() -> None:
     """Share local files on demand with kachery clients."""

@@ -24,3 +24,23 @@ class Option(click.Option):
 
 option = functools.partial(click.option, cls=Option)
 """``click.option`` making an :class:`Option`."""
+
+
+class Group(click.Group):
+    """``click.Group`` whose command list shows each command's whole first sentence.
+
+    click cuts the summaries to the terminal's width with "..."; ours wrap instead, so
+    ``--help`` never hides the end of a description. Subgroups made with ``.group()``
+    are of this class too."""
+
+    group_class = type
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=10_000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)

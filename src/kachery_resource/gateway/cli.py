@@ -13,7 +13,7 @@ from click.core import ParameterSource
 
 from ..errors import ConfigError
 from ..identity import is_client_id
-from ..options import option
+from ..options import Group, option
 from .settings import GatewaySettings, load_settings
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ def _settings(storage: str | None, config: Path | None, endpoint: str | None,
     )
 
 
-@click.group("gateway", invoke_without_command=True)
+@click.group("gateway", cls=Group, invoke_without_command=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
               help="Port; 0 picks a free one.")

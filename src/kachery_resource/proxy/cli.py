@@ -11,7 +11,7 @@ from click.core import ParameterSource
 
 from ..config import check_resource_name, check_zone
 from ..errors import ConfigError
-from ..options import option
+from ..options import Group, option
 from .credentials import TokenStore
 from .settings import DEFAULT_TOKENS_FILE, ProxySettings, load_config_file, make_settings
 
@@ -24,7 +24,7 @@ def _default(field: str) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-@click.group(invoke_without_command=True)
+@click.group(cls=Group, invoke_without_command=True)
 @option("--host", default=None, show_default=_default("host"),
          help="Interface to listen on (0.0.0.0 for a public server).")
 @option("--port", envvar="PORT", default=None, metavar="INTEGER",
