@@ -86,9 +86,11 @@ def gateway(ctx: click.Context, host: str, port: int, storage: str | None, confi
     async def announce(url: str) -> None:
         for zone in zones.values():
             click.echo(describe(zone) + verification(zone))
+        where = f" --config {config}" if config else f" --storage {settings.storage}"
         click.echo(f"point kachery-cloud at it: export KACHERY_GATEWAY_URL={url}")
-        click.echo("approve a client: kachery-resource gateway clients add CLIENT_ID --upload"
-                   + (f" --config {config}" if config else f" --storage {settings.storage}"))
+        click.echo("approve a client: kachery-resource gateway clients add CLIENT_ID --upload" + where)
+        click.echo(f"point kachery 2.x at it: export KACHERY_BASE_URL={url}; a user and its API "
+                   "key: kachery-resource gateway users add NAME --upload" + where)
 
     async def main() -> None:
         try:
@@ -151,7 +153,8 @@ def clients_add(client_id: str, storage: str | None, config: Path | None, s3_end
         return record
 
     record = _run(add, z)
-    click.echo(f"client {record.clientId} in zone {zone}: {record.rights()}")
+    click.echo(f"client {record.clientId} in zone {zone}: {record.rights()} "
+               f"(written to {z.storage.description})")
 
 
 @clients.command("list")
