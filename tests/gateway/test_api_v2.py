@@ -94,6 +94,9 @@ async def test_store_then_find_and_download(local_app: tuple[Client, Path]) -> N
     assert again == (200, {"type": "initiateFileUploadResponse", "alreadyPending": False,
                            "alreadyExists": True})
     assert stored_files(root) == [found["objectKey"]]
+    info = await (await client.get("/api/info")).json()
+    assert info["kachery2Api"] == ["findFile", "initiateFileUpload", "finalizeFileUpload"]
+    assert info["corsOrigins"] == ["*"]
 
 
 async def test_one_zone_for_both_generations(local_app: tuple[Client, Path],

@@ -63,6 +63,8 @@ def capabilities(settings: GatewaySettings, zones: dict[str, Zone], api: Gateway
         "maxBodyBytes": settings.max_body_bytes,
         "zones": [zone.info() for zone in zones.values()],
         "multipartUpload": multipart.capability(settings),
+        "kachery2Api": ["findFile", "initiateFileUpload", "finalizeFileUpload"],
+        "corsOrigins": settings.cors_origins,
     }
 
 
