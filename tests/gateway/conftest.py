@@ -43,7 +43,7 @@ def stored_files(root: Path) -> list[str]:
     """Every file in a local storage except client records and the URL secret."""
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
                   if p.is_file() and not p.name.startswith(".kachery-gateway-secret")
-                  and "clients" not in p.relative_to(root).parts)
+                  and not {"clients", "users"} & set(p.relative_to(root).parts))
 
 
 @dataclass

@@ -124,6 +124,18 @@ def test_clients_commands_say_which_storage(tmp_path: Path) -> None:
     assert listed.stdout == "[]\n"
 
 
+def test_clients_add_without_storage_writes_where_the_gateway_serves(
+        tmp_path: Path, served: list[web.Application]) -> None:
+    env = {"HOME": str(tmp_path / "home"), "KACHERY_GATEWAY_STORAGE": ""}
+    added = run_cli("clients", "add", "ab" * 32, "--upload", env=env)
+    assert added.exit_code == 0, added.output
+    default = tmp_path / "home" / ".kachery-resource" / "gateway"
+    assert added.stdout.endswith(f"(written to local directory {default})\n")
+    assert (default / "clients" / ("ab" * 32)).is_file()
+    run_cli("--port", "0", env=env)  # the gateway without --storage serves that directory
+    assert served[-1][SETTINGS_KEY].zone_storage("default") == str(default)
+
+
 def test_help_texts() -> None:
     for name in ("add", "list", "remove"):
         zone = next(p for p in clients.commands[name].params if p.name == "zone")

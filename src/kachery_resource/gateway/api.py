@@ -54,12 +54,8 @@ class Call:
         self.payload = payload
 
     def url_context(self) -> UrlContext:
-        """Base URL for URLs the gateway itself serves, as the caller sees the gateway.
-
-        ``request.url``, not ``request.host``: a request that came through an HTTP proxy
-        names the whole URL, and aiohttp's host for it has no port."""
-        base = self.settings.public_url or str(self.request.url.origin())
-        return UrlContext(base_url=base, zone=self.zone.name)
+        """Base URL for URLs the gateway itself serves, as the caller sees the gateway."""
+        return url_context(self.request, self.settings, self.zone)
 
     async def uploader(self) -> ClientRecord:
         """The signer's record if it may upload to this zone, else a 403."""
@@ -74,6 +70,15 @@ class Call:
                 f"--zone {self.zone.name} --upload",
             )
         return record
+
+
+def url_context(request: web.Request, settings: GatewaySettings, zone: Zone) -> UrlContext:
+    """Base URL for URLs the gateway itself serves, as the caller of ``request`` sees it.
+
+    ``request.url``, not ``request.host``: a request that came through an HTTP proxy
+    names the whole URL, and aiohttp's host for it has no port."""
+    base = settings.public_url or str(request.url.origin())
+    return UrlContext(base_url=base, zone=zone.name)
 
 
 def not_registered(zone: str, client_id: str) -> ApiError:
@@ -102,6 +107,20 @@ async def get_client_info(call: Call) -> Json:
     return {"type": "getClientInfo", "found": True, "client": client}
 
 
+async def find_in_zone(zone: Zone, sha1: str, ctx: UrlContext, settings: GatewaySettings) -> Json | None:
+    """Look up content ``sha1`` in ``zone`` and sign a download URL for it: the one lookup
+    behind findFile of both API generations (``/api/gateway`` and ``/api/findFile``).
+
+    Answers ``size``, ``url``, ``bucketUri`` and ``objectKey``, or None when the zone does
+    not hold the file. Rights are the caller's business."""
+    key = keys.content_key(zone.prefix, sha1)
+    size = await zone.storage.size_of(key)
+    if size is None:
+        return None
+    url = zone.storage.download_url(ctx, key, settings.download_url_ttl_sec)
+    return {"size": size, "url": url, "bucketUri": bucket_uri(zone), "objectKey": key}
+
+
 async def find_file(call: Call) -> Json:
     payload = call.payload
     assert isinstance(payload, FindFile)
@@ -113,13 +132,10 @@ async def find_file(call: Call) -> Json:
         if not record.download:
             raise forbidden("download_not_allowed",
                             f"client {call.client_id} may not download from zone {zone.name!r}")
-    key = keys.content_key(zone.prefix, payload.hash)
-    size = await zone.storage.size_of(key)
-    if size is None:
+    found = await find_in_zone(zone, payload.hash, call.url_context(), call.settings)
+    if found is None:
         return {"type": "findFile", "found": False}
-    url = zone.storage.download_url(call.url_context(), key, call.settings.download_url_ttl_sec)
-    return {"type": "findFile", "found": True, "size": size, "url": url,
-            "bucketUri": bucket_uri(zone), "objectKey": key, "cacheHit": False}
+    return {"type": "findFile", "found": True, **found, "cacheHit": False}
 
 
 def ensure_size_allowed(size: int, limit: int) -> None:
@@ -129,45 +145,59 @@ def ensure_size_allowed(size: int, limit: int) -> None:
                        f"a single upload may be at most {limit} bytes; this file has {size}")
 
 
+async def initiate_upload(zone: Zone, settings: GatewaySettings, ctx: UrlContext, sha1: str,
+                          size: int, accepts_upload_headers: bool = False) -> Json:
+    """Start an upload of ``size`` bytes hashing to ``sha1`` (both API generations):
+    ``alreadyExists``, else ``objectKey`` and ``signedUploadUrl`` (a staging key, or the
+    content key with ``signedUploadHeaders`` on a store that verifies sha1 itself)."""
+    ensure_size_allowed(size, settings.max_upload_size)
+    content = keys.content_key(zone.prefix, sha1)
+    if size == 0 and sha1 != EMPTY_SHA1:
+        raise content_mismatch(sha1, 0, EMPTY_SHA1, 0)
+    if await zone.storage.size_of(content) is not None:
+        return {"alreadyExists": True}
+    if size == 0 and not zone.storage.accepts_chunked_put:
+        await zone.storage.put_verified_empty(content)
+        return {"alreadyExists": True}
+    ttl = settings.upload_url_ttl_sec
+    if accepts_upload_headers and zone.storage.verifies_sha1:
+        # short-lived: nobody asks the gateway again before such an upload becomes readable
+        url, headers = zone.storage.checked_upload_url(ctx, content, sha1, size,
+                                                       min(ttl, DIRECT_URL_TTL_SEC))
+        return {"alreadyExists": False, "objectKey": content, "signedUploadUrl": url,
+                "signedUploadHeaders": headers}
+    staging = keys.staging_key(zone.prefix, sha1, keys.new_upload_id())
+    url = zone.storage.upload_url(ctx, staging, ttl, size)
+    return {"alreadyExists": False, "objectKey": staging, "signedUploadUrl": url}
+
+
+async def finalize_upload(zone: Zone, settings: GatewaySettings, sha1: str, size: int,
+                          object_key: str) -> None:
+    """Make the upload at ``object_key`` visible under the content key of ``sha1`` only after
+    checking its size and sha1 (both API generations); raises a 4xx otherwise."""
+    ensure_size_allowed(size, settings.max_upload_size)
+    content = keys.content_key(zone.prefix, sha1)
+    if object_key == content:  # a store-verified upload: it is there, or it is not
+        await zone.storage.confirm(content, size, sha1)
+        return
+    keys.parse_staging_key(zone.prefix, object_key, sha1)
+    await zone.storage.promote(object_key, content, size, sha1)
+
+
 async def initiate_file_upload(call: Call) -> Json:
     payload = call.payload
     assert isinstance(payload, InitiateFileUpload)
     await call.uploader()
-    ensure_size_allowed(payload.size, call.settings.max_upload_size)
-    zone = call.zone
-    content = keys.content_key(zone.prefix, payload.hash)
-    if payload.size == 0 and payload.hash != EMPTY_SHA1:
-        raise content_mismatch(payload.hash, 0, EMPTY_SHA1, 0)
-    if await zone.storage.size_of(content) is not None:
-        return {"type": "initiateFileUpload", "alreadyExists": True}
-    if payload.size == 0 and not zone.storage.accepts_chunked_put:
-        await zone.storage.put_verified_empty(content)
-        return {"type": "initiateFileUpload", "alreadyExists": True}
-    ttl = call.settings.upload_url_ttl_sec
-    if payload.acceptsUploadHeaders and zone.storage.verifies_sha1:
-        # short-lived: nobody asks the gateway again before such an upload becomes readable
-        url, headers = zone.storage.checked_upload_url(call.url_context(), content, payload.hash,
-                                                       payload.size, min(ttl, DIRECT_URL_TTL_SEC))
-        return {"type": "initiateFileUpload", "alreadyExists": False, "objectKey": content,
-                "signedUploadUrl": url, "signedUploadHeaders": headers}
-    staging = keys.staging_key(zone.prefix, payload.hash, keys.new_upload_id())
-    url = zone.storage.upload_url(call.url_context(), staging, ttl, payload.size)
-    return {"type": "initiateFileUpload", "alreadyExists": False, "objectKey": staging,
-            "signedUploadUrl": url}
+    answer = await initiate_upload(call.zone, call.settings, call.url_context(), payload.hash,
+                                   payload.size, payload.acceptsUploadHeaders)
+    return {"type": "initiateFileUpload", **answer}
 
 
 async def finalize_file_upload(call: Call) -> Json:
     payload = call.payload
     assert isinstance(payload, FinalizeFileUpload)
     await call.uploader()
-    ensure_size_allowed(payload.size, call.settings.max_upload_size)
-    zone = call.zone
-    content = keys.content_key(zone.prefix, payload.hash)
-    if payload.objectKey == content:  # a store-verified upload: it is there, or it is not
-        await zone.storage.confirm(content, payload.size, payload.hash)
-        return {"type": "finalizeFileUpload"}
-    keys.parse_staging_key(zone.prefix, payload.objectKey, payload.hash)
-    await zone.storage.promote(payload.objectKey, content, payload.size, payload.hash)
+    await finalize_upload(call.zone, call.settings, payload.hash, payload.size, payload.objectKey)
     return {"type": "finalizeFileUpload"}
 
 

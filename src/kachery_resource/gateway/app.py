@@ -3,13 +3,16 @@
 Routes::
 
     POST /api/gateway               kachery-cloud's gateway API (api.py)
+    POST /api/findFile, /api/initiateFileUpload, /api/finalizeFileUpload
+                                    the kachery 2.x API (api_v2.py)
     GET  /api/info                  capabilities (JSON)
     GET  /healthz                   {"status": "ok"}
     GET  /registerClient/<id>       client self-registration (registration.py)
     GET  /client/<id>               a client's registration status
     GET|HEAD|PUT /files/<zone>/<key> signed object URLs of local-directory zones (files.py)
 
-Middleware: one error renderer (problems.py). At startup, before the server listens,
+Middleware: CORS for browsers on ``/api/`` and ``/files/`` (cors.py), then one error
+renderer (problems.py). At startup, before the server listens,
 every storage not probed yet finds out whether it verifies sha1 checksums itself
 (zones.probe_zones). A background task deletes unfinished uploads older than
 ``stagingMaxAgeSec``.
@@ -26,6 +29,8 @@ from aiohttp import web
 
 from . import keys, multipart
 from .api import GatewayApi
+from .api_v2 import V2Api
+from .cors import cors_middleware
 from .files import FileRoutes
 from .problems import error_middleware
 from .registration import RegistrationRoutes
@@ -58,6 +63,8 @@ def capabilities(settings: GatewaySettings, zones: dict[str, Zone], api: Gateway
         "maxBodyBytes": settings.max_body_bytes,
         "zones": [zone.info() for zone in zones.values()],
         "multipartUpload": multipart.capability(settings),
+        "kachery2Api": ["findFile", "initiateFileUpload", "finalizeFileUpload"],
+        "corsOrigins": settings.cors_origins,
     }
 
 
@@ -90,7 +97,8 @@ async def _cleanup_loop(settings: GatewaySettings, zones: dict[str, Zone]) -> No
 def build_app(settings: GatewaySettings, zones: dict[str, Zone] | None = None) -> web.Application:
     """The gateway app for ``settings`` (zones are opened here unless given)."""
     zones = open_zones(settings) if zones is None else zones
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
+    app = web.Application(middlewares=[cors_middleware(settings.cors_origins), error_middleware],
+                          client_max_size=settings.max_body_bytes)
     app[SETTINGS_KEY] = settings
     app[ZONES_KEY] = zones
     api = GatewayApi(settings, zones, multipart.PAYLOAD_TYPES, multipart.HANDLERS)
@@ -105,6 +113,7 @@ def build_app(settings: GatewaySettings, zones: dict[str, Zone] | None = None) -
     files = FileRoutes(zones)
     registration = RegistrationRoutes(zones)
     app.router.add_post("/api/gateway", api.handle)
+    app.router.add_routes(V2Api(settings, zones).routes())
     app.router.add_get("/api/info", get_info)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/registerClient/{client_id}", registration.register)

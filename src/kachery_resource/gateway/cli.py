@@ -1,8 +1,8 @@
-"""CLI commands of the gateway: ``gateway`` (run the server) and ``gateway clients add|list|remove``."""
+"""CLI commands of the gateway: ``gateway`` (run the server), ``gateway clients add|list|remove``
+(and ``gateway users …``, users_cli.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -14,40 +14,21 @@ from click.core import ParameterSource
 from ..errors import ConfigError
 from ..identity import is_client_id
 from ..options import Group, option
+from .cli_common import config_option as _config_option
+from .cli_common import endpoint_option as _endpoint_option
+from .cli_common import open_zone as _zone
+from .cli_common import read_settings as _settings
+from .cli_common import run_on_zone
+from .cli_common import storage_option as _storage_option
+from .cli_common import zone_option as _zone_option
 from .settings import GatewaySettings, load_settings
+from .users_cli import users
 
 if TYPE_CHECKING:
     from .registry import ClientRecord, ClientRegistry
     from .zones import Zone
 
 T = TypeVar("T")
-
-_storage_option = option(
-    "--storage", metavar="DIR|s3://BUCKET/PREFIX",
-    show_default="$KACHERY_GATEWAY_STORAGE or ~/.kachery-resource/gateway",
-    help="Where the zones' bytes and client records live: a local directory or an S3 bucket "
-         "(overrides the config's storage; without --config: zone 'default').")
-_config_option = click.option(
-    "--config", type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    help="Zones YAML (see docs/gateway.md).")
-_endpoint_option = option(
-    "--s3-endpoint-url", metavar="URL", show_default="$AWS_ENDPOINT_URL or AWS",
-    help="S3-compatible endpoint: SeaweedFS, MinIO, R2 … (overrides the config's s3EndpointUrl).")
-_zone_option = click.option(
-    "--zone", default="default", show_default=True,
-    help="The zone whose clients to manage (a zone of --config; without --config there is only 'default').")
-
-
-def _settings(storage: str | None, config: Path | None, endpoint: str | None,
-              **overrides: Any) -> GatewaySettings:
-    ctx = click.get_current_context()
-    parent: dict[str, Any] = ctx.find_root().meta.get("gateway", {})
-    return load_settings(
-        config or parent.get("config"),
-        storage=storage or parent.get("storage"),
-        overrides={"s3EndpointUrl": endpoint or parent.get("s3_endpoint_url"), **overrides},
-    )
-
 
 @click.group("gateway", cls=Group, invoke_without_command=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
@@ -105,9 +86,11 @@ def gateway(ctx: click.Context, host: str, port: int, storage: str | None, confi
     async def announce(url: str) -> None:
         for zone in zones.values():
             click.echo(describe(zone) + verification(zone))
+        where = f" --config {config}" if config else f" --storage {settings.storage}"
         click.echo(f"point kachery-cloud at it: export KACHERY_GATEWAY_URL={url}")
-        click.echo("approve a client: kachery-resource gateway clients add CLIENT_ID --upload"
-                   + (f" --config {config}" if config else f" --storage {settings.storage}"))
+        click.echo("approve a client: kachery-resource gateway clients add CLIENT_ID --upload" + where)
+        click.echo(f"point kachery 2.x at it: export KACHERY_BASE_URL={url}; a user and its API "
+                   "key: kachery-resource gateway users add NAME --upload" + where)
 
     async def main() -> None:
         try:
@@ -125,27 +108,8 @@ def clients() -> None:
     """Add, list and remove the clients of a zone (works while the gateway runs)."""
 
 
-def _zone(settings: GatewaySettings, name: str) -> Zone:
-    """Open zone ``name`` and say on stderr which storage it is (a forgotten --storage shows)."""
-    from .zones import describe, open_zones
-
-    if name not in settings.zones:
-        raise ConfigError(f"no zone {name!r} in the gateway settings; zones: {', '.join(settings.zones)}")
-    only = settings.model_copy(update={"zones": {name: settings.zones[name]}})
-    zone = open_zones(only)[name]
-    click.echo(describe(zone), err=True)
-    return zone
-
-
 def _run(make: Callable[[ClientRegistry], Coroutine[Any, Any, T]], zone: Zone) -> T:
-    async def main() -> T:
-        try:
-            await zone.storage.check(zone.prefix)
-            return await make(zone.registry)
-        finally:
-            await zone.storage.close()
-
-    return asyncio.run(main())
+    return run_on_zone(lambda z: make(z.registry), zone)
 
 
 def _client_id(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -189,7 +153,8 @@ def clients_add(client_id: str, storage: str | None, config: Path | None, s3_end
         return record
 
     record = _run(add, z)
-    click.echo(f"client {record.clientId} in zone {zone}: {record.rights()}")
+    click.echo(f"client {record.clientId} in zone {zone}: {record.rights()} "
+               f"(written to {z.storage.description})")
 
 
 @clients.command("list")
@@ -234,5 +199,7 @@ def clients_remove(client_id: str, storage: str | None, config: Path | None,
         raise ConfigError(f"client {client_id} is not registered in zone {zone}")
     click.echo(f"removed client {client_id} from zone {zone}")
 
+
+gateway.add_command(users)
 
 commands: list[click.Command] = [gateway]

@@ -6,6 +6,7 @@ Layout under a zone's prefix ``P`` (``P/`` is omitted when the prefix is empty):
     P/staging/<sha1>/<upload id>         single-PUT uploads waiting for finalize
     P/multipart/<sha1>/<upload id>/...   multipart uploads waiting for complete
     P/clients/<client id>                client records (JSON)
+    P/users/<sha256 of the API key>      user records (JSON; the key itself is never stored)
 """
 
 from __future__ import annotations
@@ -92,6 +93,16 @@ def client_key(prefix: str, client_id: str) -> str:
 def clients_root(prefix: str) -> str:
     """The prefix of every client record."""
     return join(prefix, "clients")
+
+
+def user_key(prefix: str, key_hash: str) -> str:
+    """``<prefix>/users/<sha256 of the API key>``: one user record."""
+    return join(prefix, "users", key_hash)
+
+
+def users_root(prefix: str) -> str:
+    """The prefix of every user record."""
+    return join(prefix, "users")
 
 
 def multipart_key(prefix: str, sha1: str, upload_id: str) -> str:

@@ -6,6 +6,7 @@ Example ``zones.yaml`` (every key but ``zones`` is optional)::
     s3EndpointUrl: http://127.0.0.1:8333   # S3-compatible endpoint (else AWS_ENDPOINT_URL / AWS)
     publicUrl: https://gateway.example.org # base of signed URLs the local backend hands out
     timestampWindowSec: 125
+    corsOrigins: ["*"]               # web pages that may call the API and download (browser CORS)
     zones:
       default:
         allowPublicDownload: true
@@ -36,6 +37,7 @@ ZONE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 DEFAULT_ZONE = "default"
 MAX_SINGLE_PUT = 5_000_000_000
 STORAGE_FORMS = "a local directory (DIR or file:///DIR) or s3://BUCKET[/PREFIX]"
+CORS_ORIGIN = re.compile(r"https?://[A-Za-z0-9.\[\]:-]+")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 FLAGS = {"storage": "--storage", "s3EndpointUrl": "--s3-endpoint-url", "publicUrl": "--public-url",
          "timestampWindowSec": "--timestamp-window"}
@@ -124,7 +126,19 @@ class GatewaySettings(BaseModel):
     multipart_max_parts: int = Field(10000, alias="multipartMaxParts", ge=1, le=10000)
     multipart_max_size: int = Field(5 * 1024**4, alias="multipartMaxSize", ge=0,
                                     description="largest file uploaded in parts (S3: 5 TiB)")
+    cors_origins: list[str] = Field(["*"], alias="corsOrigins",
+                                    description="origins of web pages that may call the API and use "
+                                                "signed /files/ URLs (CORS); \"*\": any page")
     zones: dict[str, ZoneSettings] = Field(default_factory=dict)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if origin != "*" and not CORS_ORIGIN.fullmatch(origin):
+                raise ValueError(f"invalid origin {origin[:100]!r}: use \"*\" or scheme://host[:port], "
+                                 "e.g. https://figurl.org")
+        return origins
 
     @field_validator("zones")
     @classmethod

@@ -1,4 +1,4 @@
-"""Zones at run time: settings joined with an opened storage, key prefix and client registry."""
+"""Zones at run time: settings joined with an opened storage, key prefix, client and user registries."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from . import keys
 from .registry import ClientRegistry
 from .settings import GatewaySettings, ZoneSettings
 from .storage import Storage, open_storage
+from .users import UserRegistry
 
 
 @dataclass
@@ -20,6 +21,7 @@ class Zone:
     storage: Storage
     prefix: str
     registry: ClientRegistry
+    users: UserRegistry
 
     def info(self) -> dict[str, object]:
         """What /api/info says about this zone (no secrets, no paths)."""
@@ -44,7 +46,8 @@ def open_zones(settings: GatewaySettings) -> dict[str, Zone]:
         storage, url_prefix = opened[(url, endpoint)]
         prefix = keys.join(url_prefix, keys.ensure_safe_prefix(zone_settings.prefix))
         zones[name] = Zone(name, zone_settings, storage, prefix,
-                           ClientRegistry(storage, prefix, name, settings.registry_cache_sec))
+                           ClientRegistry(storage, prefix, name, settings.registry_cache_sec),
+                           UserRegistry(storage, prefix, name, settings.registry_cache_sec))
     if not zones:
         raise ConfigError("the gateway has no zones")
     return zones
