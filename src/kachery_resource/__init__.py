@@ -17,6 +17,7 @@ from .errors import (
     TimeoutError_,
     UploadFailedError,
 )
+from .reader import open
 from .uri import parse_sha1_uri
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "TimeoutError_",
     "UploadFailedError",
     "load_file",
+    "open",
     "parse_sha1_uri",
     "request_file",
 ]

@@ -1,0 +1,149 @@
+"""``open(uri)``: find the file's bytes (local store, bucket, resource) and read them lazily.
+
+Where the bytes come from is chosen here, once, as a range source:
+
+1. the local store ($KACHERY_CLOUD_DIR): read in place;
+2. the zone's bucket (``findFile``): range requests on the signed URL;
+3. the resource ($KACHERY_RESOURCE_URL): for now the daemon is asked to upload the whole
+   file (as ``load_file`` does), then the bucket is read as in 2. A source that asks the
+   daemon for just the chunks a read needs slots in here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import requests
+
+from ..client import ClientSettings, request_file
+from ..client.gateway import GatewayClient
+from ..errors import (
+    FileChangedError,
+    FileNotFoundOnResource,
+    GatewayError,
+    TimeoutError_,
+    UploadFailedError,
+)
+from ..store import LocalStore
+from ..uri import parse_sha1_uri
+from .fetcher import BlockFetcher
+from .remote_file import (
+    DEFAULT_BLOCK_SIZE,
+    DEFAULT_CACHE_SIZE,
+    DEFAULT_MAX_READAHEAD,
+    DEFAULT_MAX_REQUEST,
+    DEFAULT_WORKERS,
+    RemoteFile,
+)
+from .source import BucketSource, LocalSource, RangeSource
+
+#: the daemon may hold each upload request this long (the proxy clamps at 25 s)
+_UPLOAD_WAIT_SEC = 20.0
+#: pauses before re-asking the gateway after the daemon reported the upload complete
+_FIND_RETRY_DELAYS = (0.0, 0.05, 0.2, 0.5, 1.0)
+
+
+def open(
+    uri: str,
+    *,
+    settings: ClientSettings | None = None,
+    timeout: float | None = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    cache_size: int = DEFAULT_CACHE_SIZE,
+    max_request: int = DEFAULT_MAX_REQUEST,
+    max_readahead: int = DEFAULT_MAX_READAHEAD,
+    workers: int = DEFAULT_WORKERS,
+) -> RemoteFile:
+    """A seekable, read-only binary file of ``uri`` (``sha1://<40 hex>``), read lazily.
+
+    Nothing is downloaded up front: each read fetches the blocks (``block_size`` bytes,
+    aligned) it covers with HTTP Range requests, keeps up to ``cache_size`` bytes of them
+    in memory, reads ahead on sequential runs (up to ``max_readahead``) and fetches large
+    reads as several ranges (``max_request`` bytes each, ``workers`` at a time). Reading
+    the whole file checks its sha1. ``timeout`` bounds the wait for a resource that must
+    first upload the file. Use it as a context manager, or close it.
+
+    Raises InvalidUriError, FileNotFoundOnResource, GatewayError, ResourceOfflineError,
+    UploadFailedError, TimeoutError_; reads raise GatewayError or IntegrityError.
+    """
+    for name, value in (("block_size", block_size), ("workers", workers)):
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, not {value}")
+    sha1, zone = _parse(uri)
+    settings = settings or ClientSettings.from_env()
+    if zone is not None and zone != settings.zone:
+        settings = dataclasses.replace(settings, zone=zone)
+    source = _source(uri, sha1, settings, timeout)
+    fetcher = BlockFetcher(source, sha1, block_size=block_size,
+                           cache_size=max(cache_size, max_readahead + max_request, block_size),
+                           max_request=max(max_request, block_size), workers=workers)
+    return RemoteFile(fetcher, f"sha1://{sha1}", max_readahead)
+
+
+def _parse(uri: str) -> tuple[str, str | None]:
+    """The sha1 and zone (None: the settings' zone) a URI names; the one place it is parsed.
+
+    Today only ``sha1://`` URIs parse; ``kachery:ZONE:sha1:HASH`` will give its zone.
+    """
+    return parse_sha1_uri(uri), None
+
+
+def _source(uri: str, sha1: str, settings: ClientSettings, timeout: float | None) -> RangeSource:
+    name = f"sha1://{sha1}"
+    try:
+        local = LocalStore(settings.store_dir).resolve(sha1)
+    except FileChangedError:
+        local = None  # a stale link: read it from the zone instead
+    if local is not None:
+        return LocalSource(local.path, name)
+    session = requests.Session()
+    try:
+        return _bucket_source(uri, sha1, settings, timeout, session)
+    except BaseException:
+        session.close()
+        raise
+
+
+def _bucket_source(uri: str, sha1: str, settings: ClientSettings, timeout: float | None,
+                   session: requests.Session) -> BucketSource:
+    name = f"sha1://{sha1}"
+    gateway = GatewayClient(session, settings.gateway_url, settings.zone, settings.keys)
+    found = gateway.find_file(sha1)
+    if found is None:
+        if not settings.resource_url:
+            raise FileNotFoundOnResource(
+                f"{name} is not in zone {settings.zone!r} at {gateway.url}, and "
+                "KACHERY_RESOURCE_URL is not set, so no resource was asked for it")
+        _wait_for_upload(uri, settings, timeout)
+        for delay in _FIND_RETRY_DELAYS:
+            time.sleep(delay)
+            found = gateway.find_file(sha1)
+            if found is not None:
+                break
+        else:
+            raise GatewayError(
+                f"the resource reported {name} uploaded, but the gateway at {gateway.url} (zone "
+                f"{settings.zone!r}) does not have it; compare the daemon's KACHERY_GATEWAY_URL "
+                "and KACHERY_ZONE with yours")
+    return BucketSource(gateway, sha1, found, gateway_session=session)
+
+
+def _wait_for_upload(uri: str, settings: ClientSettings, timeout: float | None) -> None:
+    """Ask the resource to upload the whole file and wait until it is in the bucket."""
+    end = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = None if end is None else end - time.monotonic()
+        if left is not None and left <= 0:
+            raise TimeoutError_(f"{uri} was not uploaded by the resource within {timeout:g} s; "
+                                "try again later or allow more time (timeout=)")
+        wait = _UPLOAD_WAIT_SEC if left is None else min(_UPLOAD_WAIT_SEC, left)
+        status = request_file(uri, wait=wait, settings=settings)
+        if status.status == "completed":
+            return
+        if status.status == "not-found":
+            raise FileNotFoundOnResource(
+                f"{uri} is neither in the zone's bucket nor on the resource")
+        if status.status == "error":
+            raise UploadFailedError(
+                f"the resource could not upload {uri}: {status.error or 'no reason given'}")
