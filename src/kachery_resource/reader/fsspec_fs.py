@@ -25,6 +25,8 @@ class KacheryFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec is 
 
     protocol = ("sha1", "kachery")
     root_marker = ""
+    #: settings come from the environment at each call, as for every client call
+    cachable = False
 
     def __init__(self, gateway_url: str | None = None, zone: str | None = None,
                  resource_url: str | None = None, store_dir: str | None = None,
