@@ -7,10 +7,11 @@ go out as one range request of up to ``max_request`` bytes; the pieces of a larg
 are fetched in parallel (one in the calling thread, the rest in a small pool), and
 read-ahead ranges are fetched in the background.
 
-Every block that arrives also feeds an in-order sha1 of the file: once every byte has
-passed through (a whole-file read, sequential or not, as long as the blocks are still
-cached when the hash reaches them), the digest is compared with the file's sha1 and a
-mismatch fails every later read with :class:`IntegrityError`.
+Blocks that arrive also feed an in-order sha1 of the file, in the fetching threads after
+the readers have their blocks: once every byte has passed through (a whole-file read,
+sequential or not, as long as the blocks are still cached when the hash reaches them),
+the digest is compared with the file's sha1 and a mismatch fails every later read with
+:class:`IntegrityError`; a read that reaches the end of the file waits for the hash.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class BlockFetcher:
         self._max_request_blocks = max(1, max_request // block_size)
         self._workers = workers
         self._cache = BlockCache(cache_size)
-        self._inflight: dict[int, Future[bytes]] = {}
+        self._inflight: dict[int, Future[memoryview]] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kachery-read")
         self._expected = sha1
@@ -53,7 +54,7 @@ class BlockFetcher:
             self._finish_hash()
 
     # -- reading ---------------------------------------------------------------------
-    def blocks_for(self, first: int, last: int, ahead: int = 0) -> list[bytes]:
+    def blocks_for(self, first: int, last: int, ahead: int = 0) -> list[memoryview]:
         """Blocks ``first..last`` (inclusive), fetching those not cached; afterwards
         ``ahead`` more blocks start downloading in the background."""
         pending, mine = self._claim(range(first, last + 1))
@@ -65,13 +66,13 @@ class BlockFetcher:
             self._pool.submit(self._fetch_run, run)
         if runs:
             self._fetch_run(runs[0])
-        out = [item if isinstance(item, bytes) else item.result() for item in pending]
+        out = [item if isinstance(item, memoryview) else item.result() for item in pending]
         if self.failure is not None:
             raise self.failure
         return out
 
-    def _claim(self, indexes: range) -> tuple[list[bytes | Future[bytes]], list[int]]:
-        pending: list[bytes | Future[bytes]] = []
+    def _claim(self, indexes: range) -> tuple[list[memoryview | Future[memoryview]], list[int]]:
+        pending: list[memoryview | Future[memoryview]] = []
         mine: list[int] = []
         with self._lock:
             for i in indexes:
@@ -81,7 +82,7 @@ class BlockFetcher:
                 elif i in self._inflight:
                     pending.append(self._inflight[i])
                 else:
-                    future: Future[bytes] = Future()
+                    future: Future[memoryview] = Future()
                     self._inflight[i] = future
                     pending.append(future)
                     mine.append(i)
@@ -132,32 +133,52 @@ class BlockFetcher:
                 future.set_exception(exc)
             return
         view = memoryview(data)
-        blocks = {i: bytes(view[(i - run[0]) * self.block_size:(i - run[0] + 1) * self.block_size])
+        blocks = {i: view[(i - run[0]) * self.block_size:(i - run[0] + 1) * self.block_size]
                   for i in run}
         with self._lock:
             for i, block in blocks.items():
                 self._cache.put(i, block)
             futures = [self._inflight.pop(i) for i in run]
-        self._advance_hash(blocks)
         for i, future in zip(run, futures, strict=True):
             future.set_result(blocks[i])
+        self._advance_hash(blocks)
 
     # -- integrity -------------------------------------------------------------------
-    def _advance_hash(self, arrived: dict[int, bytes]) -> None:
-        if self._expected is None or self.verified is not None:
-            return
-        with self._hash_lock:
-            while self._hashed_blocks < self.blocks:
-                i = self._hashed_blocks
-                block = arrived.get(i)
-                if block is None:
-                    with self._lock:
-                        block = self._cache.peek(i)
-                if block is None:
+    def _advance_hash(self, arrived: dict[int, memoryview]) -> None:
+        """Hash the blocks that continue the hashed prefix, off the readers' path: a thread
+        that finds another one hashing leaves the work to it, and the hashing thread looks
+        again after letting go, for blocks that arrived meanwhile."""
+        while self._expected is not None and self.verified is None:
+            if not self._hash_lock.acquire(blocking=False):
+                return
+            try:
+                self._hash_prefix(arrived)
+            finally:
+                self._hash_lock.release()
+            with self._lock:
+                if self._cache.peek(self._hashed_blocks) is None:
                     return
-                self._hasher.update(block)
-                self._hashed_blocks += 1
-            self._finish_hash()
+
+    def settle_hash(self) -> None:
+        """Wait for any hashing under way and hash what is cached; raise a mismatch."""
+        if self._expected is not None and self.verified is None:
+            with self._hash_lock:
+                self._hash_prefix({})
+        if self.failure is not None:
+            raise self.failure
+
+    def _hash_prefix(self, arrived: dict[int, memoryview]) -> None:
+        while self._hashed_blocks < self.blocks and self.verified is None:
+            i = self._hashed_blocks
+            block = arrived.get(i)
+            if block is None:
+                with self._lock:
+                    block = self._cache.peek(i)
+            if block is None:
+                return
+            self._hasher.update(block)
+            self._hashed_blocks += 1
+        self._finish_hash()
 
     def _finish_hash(self) -> None:
         if self._expected is None or self.verified is not None:

@@ -42,7 +42,7 @@ class RemoteFile(io.RawIOBase):
         self.size = fetcher.size
         self._pos = 0
         self._lock = threading.Lock()
-        self._run_end = -1
+        self._run_end = 0  # a read from the start begins a sequential run
         self._ahead_blocks = 0
         self._max_ahead_blocks = max(0, max_readahead // fetcher.block_size)
 
@@ -121,16 +121,17 @@ class RemoteFile(io.RawIOBase):
         first, last = offset // bs, (end - 1) // bs
         ahead = self._readahead(offset, end) if sequential else 0
         blocks = self._fetcher.blocks_for(first, last, ahead)
-        skip = offset - first * bs
-        if len(blocks) == 1:
-            return blocks[0][skip:skip + end - offset]
-        joined = b"".join(blocks)
-        return joined[skip:skip + end - offset] if skip or len(joined) != end - offset else joined
+        blocks[-1] = blocks[-1][:end - last * bs]
+        blocks[0] = blocks[0][offset - first * bs:]
+        if end == self.size:
+            self._fetcher.settle_hash()  # the last bytes: the file is whole or never will be
+        return b"".join(blocks)  # the one copy
 
     def _readahead(self, offset: int, end: int) -> int:
         """Blocks to fetch beyond this read: doubles on every sequential read, reset by a jump."""
         if offset == self._run_end:
-            self._ahead_blocks = min(self._max_ahead_blocks, max(1, self._ahead_blocks * 2))
+            wanted = max(self._ahead_blocks * 2, -(-(end - offset) // self._fetcher.block_size))
+            self._ahead_blocks = min(self._max_ahead_blocks, wanted)
         else:
             self._ahead_blocks = 0
         self._run_end = end

@@ -93,7 +93,7 @@ class BucketSource:
         while True:
             try:
                 resp = self._session().get(url, headers={"Range": f"bytes={start}-{end - 1}"},
-                                           timeout=(10, self._timeout))
+                                           stream=True, timeout=(10, self._timeout))
                 with resp:
                     if resp.status_code in _REFUSED and not refreshed:
                         url, refreshed = self._refresh(url), True
@@ -109,7 +109,7 @@ class BucketSource:
 
     def _body(self, resp: requests.Response, start: int, end: int) -> bytes:
         if resp.status_code == 206 or (resp.status_code == 200 and start == 0 and end == self.size):
-            data = resp.content
+            data = resp.raw.read(end - start + 1, decode_content=True)  # one read, no 10 KB pieces
             if len(data) != end - start:
                 raise GatewayError(
                     f"the bucket sent {len(data)} bytes for bytes {start}-{end - 1} of {self.name} "
