@@ -11,7 +11,8 @@ Blocks that arrive also feed an in-order sha1 of the file, in the fetching threa
 the readers have their blocks: once every byte has passed through (a whole-file read,
 sequential or not, as long as the blocks are still cached when the hash reaches them),
 the digest is compared with the file's sha1 and a mismatch fails every later read with
-:class:`IntegrityError`; a read that reaches the end of the file waits for the hash.
+:class:`IntegrityError`; a read that reaches the end of the file waits for the hash, and
+so does a read more than half the cache ahead of it (so the blocks it needs stay cached).
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ class BlockFetcher:
         if runs:
             self._fetch_run(runs[0])
         out = [item if isinstance(item, memoryview) else item.result() for item in pending]
+        if (first - self._hashed_blocks) * self.block_size > self._cache.capacity // 2:
+            self.settle_hash()  # let the hash catch up before its next blocks are evicted
         if self.failure is not None:
             raise self.failure
         return out
