@@ -1,8 +1,9 @@
 """An fsspec filesystem for kachery URIs, registered for the ``sha1`` and ``kachery``
 protocols through the ``fsspec.specs`` entry point (see pyproject.toml).
 
-``fsspec.open("sha1://HASH")``, ``pandas.read_csv("sha1://HASH")``, ``xarray`` and
-``zarr`` then read kachery files lazily through :func:`kachery_resource.open`. fsspec only
+``fsspec.open("sha1://HASH")``, ``pandas.read_csv("sha1://HASH")``,
+``pandas.read_parquet("sha1://HASH")`` and other fsspec users then read kachery files
+lazily through :func:`kachery_resource.open`. fsspec only
 splits protocols at ``://``, so the kachery form is written ``kachery://ZONE:sha1:HASH``
 in an fsspec URL (``kachery:ZONE:sha1:HASH`` works with this filesystem's own methods).
 Storage options: ``gateway_url``, ``zone``, ``resource_url``, ``store_dir`` (else the

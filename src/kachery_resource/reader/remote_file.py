@@ -1,6 +1,6 @@
 """``RemoteFile``: a seekable, read-only binary file over a :class:`BlockFetcher`.
 
-It is an ``io.RawIOBase``, so ``h5py.File``, ``zarr``, ``pandas``, ``io.BufferedReader``
+It is an ``io.RawIOBase``, so ``h5py.File``, ``pandas``, ``pyarrow``, ``io.BufferedReader``
 and plain ``read``/``seek`` accept it. Sequential reads grow a read-ahead window (one
 block, then doubling up to ``max_readahead``); a seek elsewhere resets it, so random
 access (an HDF5 header, one chunk of a dataset) only downloads the blocks it touches.
