@@ -50,11 +50,11 @@ READ = 8 * MIB
 
 
 def make_recording(path: Path, size: int) -> str:
-    """An HDF5 file of about ``size`` bytes: 85 % int16 traces (T × 384, chunks of 1 s),
+    """An HDF5 file of about ``size`` bytes: 89 % int16 traces (T × 384, chunks of 1 s),
     the rest LFP, timestamps and units; returns its sha1."""
     rng = np.random.default_rng(0)
     block = rng.integers(-3000, 3000, size=(30000, CHANNELS), dtype=np.int16)  # 1 s, 22 MiB
-    rows = max(1, int(size * 0.85) // (CHANNELS * 2))
+    rows = max(1, int(size * 0.89) // (CHANNELS * 2))
     with h5py.File(path, "w") as h5:
         h5.attrs["session_description"] = "generated for bench/lazy_read.py"
         series = h5.create_group("acquisition/ElectricalSeries")

@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 
 import kachery_resource
-from kachery_resource import FileNotFoundOnResource, IntegrityError, InvalidUriError
+from kachery_resource import FileNotFoundOnResource, GatewayError, IntegrityError, InvalidUriError
+from kachery_resource.gateway.app import build_app
+from kachery_resource.gateway.settings import load_settings
 
-from .conftest import Served, blob
+from .conftest import Served, blob, serve
 
 KIB = 1024
 BLOCK = 64 * KIB
@@ -155,3 +157,20 @@ def test_missing_file_and_bad_uri(local_zone: Served, kc_dir: Path) -> None:
         kachery_resource.open("sha1://" + "0" * 40, settings=local_zone.settings(kc_dir))
     with pytest.raises(InvalidUriError):
         kachery_resource.open("sha1://nothex", settings=local_zone.settings(kc_dir))
+
+
+def test_bucket_gone_mid_read_is_a_clear_error(kc_dir: Path, tmp_path: Path) -> None:
+    data = blob(8 * BLOCK, seed=8)
+    served = Served(build_app(load_settings(storage=str(tmp_path / "storage"))))
+    serving = serve(served.app, served)
+    zone = next(serving)
+    sha1 = zone.put(data)
+    f = kachery_resource.open(f"sha1://{sha1}", settings=zone.settings(kc_dir), block_size=BLOCK)
+    assert f.read(10) == data[:10]
+    with pytest.raises(StopIteration):
+        next(serving)  # the gateway stops
+    f.seek(6 * BLOCK)  # far from what was read ahead
+    with pytest.raises(GatewayError, match=f"cannot read bytes {6 * BLOCK}-.* of sha1://{sha1} "
+                                           "from the bucket: connection refused"):
+        f.read(10)
+    f.close()
