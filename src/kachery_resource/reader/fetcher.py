@@ -7,8 +7,7 @@ go out as one range request of up to ``max_request`` bytes; the pieces of a larg
 are fetched in parallel (one in the calling thread, the rest in a small pool), and
 read-ahead ranges are fetched in the background.
 
-Blocks that arrive also feed an in-order sha1 of the file, in the fetching threads after
-the readers have their blocks: once every byte has passed through (a whole-file read,
+Blocks that arrive also feed an in-order sha1 of the file, in a thread of its own: once every byte has passed through (a whole-file read,
 sequential or not, as long as the blocks are still cached when the hash reaches them),
 the digest is compared with the file's sha1 and a mismatch fails every later read with
 :class:`IntegrityError`; a read that reaches the end of the file waits for the hash, and
@@ -51,8 +50,15 @@ class BlockFetcher:
         self.verified: bool | None = None
         #: (start, end) of every range request sent, in order (for tests and diagnostics)
         self.requests: list[tuple[int, int]] = []
+        self._closed = False
+        self._hash_wakeup = threading.Condition()
+        self._hasher_thread: threading.Thread | None = None
         if self.size == 0:
             self._finish_hash()
+        elif sha1 is not None:
+            self._hasher_thread = threading.Thread(target=self._hash_loop, daemon=True,
+                                                   name="kachery-read-sha1")
+            self._hasher_thread.start()
 
     # -- reading ---------------------------------------------------------------------
     def blocks_for(self, first: int, last: int, ahead: int = 0) -> list[memoryview]:
@@ -144,41 +150,41 @@ class BlockFetcher:
             futures = [self._inflight.pop(i) for i in run]
         for i, future in zip(run, futures, strict=True):
             future.set_result(blocks[i])
-        self._advance_hash(blocks)
+        if self._hasher_thread is not None:
+            with self._hash_wakeup:
+                self._hash_wakeup.notify()
 
     # -- integrity -------------------------------------------------------------------
-    def _advance_hash(self, arrived: dict[int, memoryview]) -> None:
-        """Hash the blocks that continue the hashed prefix, off the readers' path: a thread
-        that finds another one hashing leaves the work to it, and the hashing thread looks
-        again after letting go, for blocks that arrived meanwhile."""
-        while self._expected is not None and self.verified is None:
-            if not self._hash_lock.acquire(blocking=False):
-                return
-            try:
-                self._hash_prefix(arrived)
-            finally:
-                self._hash_lock.release()
-            with self._lock:
-                if self._cache.peek(self._hashed_blocks) is None:
+    def _hash_loop(self) -> None:
+        """The hashing thread: hashes each block that continues the hashed prefix, as soon
+        as it is cached, beside the fetching threads rather than in them."""
+        while True:
+            with self._hash_wakeup:
+                while not (self._closed or self.verified is not None or self._hashable()):
+                    self._hash_wakeup.wait()
+                if self._closed or self.verified is not None:
                     return
+            with self._hash_lock:
+                self._hash_prefix()
+
+    def _hashable(self) -> bool:
+        with self._lock:
+            return self._cache.peek(self._hashed_blocks) is not None
 
     def settle_hash(self) -> None:
-        """Wait for any hashing under way and hash what is cached; raise a mismatch."""
+        """Wait for the hashing under way, hash what else is cached; raise a mismatch."""
         if self._expected is not None and self.verified is None:
             with self._hash_lock:
-                self._hash_prefix({})
+                self._hash_prefix()
         if self.failure is not None:
             raise self.failure
 
-    def _hash_prefix(self, arrived: dict[int, memoryview]) -> None:
+    def _hash_prefix(self) -> None:
         while self._hashed_blocks < self.blocks and self.verified is None:
-            i = self._hashed_blocks
-            block = arrived.get(i)
+            with self._lock:
+                block = self._cache.peek(self._hashed_blocks)
             if block is None:
-                with self._lock:
-                    block = self._cache.peek(i)
-            if block is None:
-                return
+                return  # not here yet, or evicted before the hash reached it
             self._hasher.update(block)
             self._hashed_blocks += 1
         self._finish_hash()
@@ -196,6 +202,11 @@ class BlockFetcher:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._hash_wakeup:
+            self._closed = True
+            self._hash_wakeup.notify()
+        if self._hasher_thread is not None:
+            self._hasher_thread.join()
         with self._lock:
             self._cache.clear()
         self.source.close()

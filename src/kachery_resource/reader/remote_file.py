@@ -23,7 +23,7 @@ DEFAULT_CACHE_SIZE = 256 * MIB
 #: the largest single range request
 DEFAULT_MAX_REQUEST = 8 * MIB
 #: the largest read-ahead window of a sequential run
-DEFAULT_MAX_READAHEAD = 32 * MIB
+DEFAULT_MAX_READAHEAD = 64 * MIB
 #: range requests in flight at once (besides the reading thread's own)
 DEFAULT_WORKERS = 4
 
