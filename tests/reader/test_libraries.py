@@ -65,8 +65,14 @@ def _frame() -> pd.DataFrame:
 def test_fsspec_and_pandas_read_csv(kachery_env: Served) -> None:
     frame = _frame()
     sha1 = kachery_env.put(frame.to_csv(index=False).encode())
+    text = frame.to_csv(index=False)
     with fsspec.open(f"sha1://{sha1}?label=units.csv", "rb") as f:
         assert f.read(9) == b"unit,rate"
+    with fsspec.open(f"sha1://{sha1}", "rt") as f:
+        assert f.readline() == "unit,rate,region\n"
+        assert f.read() == text[len("unit,rate,region\n"):]
+    with kachery_resource.open(f"sha1://{sha1}", block_size=4096) as raw:
+        assert [line.decode() for line in raw] == text.splitlines(keepends=True)  # readline
     read = pd.read_csv(f"sha1://{sha1}?label=units.csv")
     pd.testing.assert_frame_equal(read, frame)
 

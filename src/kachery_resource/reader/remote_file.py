@@ -79,6 +79,26 @@ class RemoteFile(io.RawIOBase):
             self._pos += len(data)
         return data
 
+    def readline(self, size: int | None = -1) -> bytes:
+        """One line (up to ``size`` bytes), read a block at a time rather than a byte at a time."""
+        self._check_open()
+        limit = -1 if size is None else size
+        with self._lock:
+            line = bytearray()
+            while limit < 0 or len(line) < limit:
+                want = self._fetcher.block_size - self._pos % self._fetcher.block_size
+                if limit >= 0:
+                    want = min(want, limit - len(line))
+                chunk = self._read(self._pos, want, sequential=True)
+                newline = chunk.find(b"\n") + 1
+                taken = chunk[:newline] if newline else chunk
+                line += taken
+                self._pos += len(taken)
+                self._run_end = self._pos  # the rest of the block is read next: still sequential
+                if newline or not chunk:
+                    break
+        return bytes(line)
+
     def readall(self) -> bytes:
         return self.read(-1)
 
