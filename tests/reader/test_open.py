@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import os
 import random
 import threading
 import time
@@ -15,6 +16,7 @@ import kachery_resource
 from kachery_resource import FileNotFoundOnResource, GatewayError, IntegrityError, InvalidUriError
 from kachery_resource.gateway.app import build_app
 from kachery_resource.gateway.settings import load_settings
+from kachery_resource.store import LocalStore
 
 from .conftest import Served, blob, serve
 
@@ -174,3 +176,18 @@ def test_bucket_gone_mid_read_is_a_clear_error(kc_dir: Path, tmp_path: Path) -> 
                                            "from the bucket: connection refused"):
         f.read(10)
     f.close()
+
+
+def test_a_changed_local_file_is_detected(local_zone: Served, kc_dir: Path, tmp_path: Path) -> None:
+    linked = tmp_path / "linked.bin"
+    linked.write_bytes(blob(3 * BLOCK, seed=10))
+    sha1 = LocalStore(kc_dir).link(linked)
+    stat = linked.stat()
+    with linked.open("r+b") as f:  # same size and mtime, other bytes
+        f.write(b"changed")
+    os.utime(linked, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with kachery_resource.open(f"sha1://{sha1}", settings=local_zone.settings(kc_dir),
+                               block_size=BLOCK) as f, \
+            pytest.raises(IntegrityError, match=f"came from the local file {linked}"):
+        f.read()
+    assert local_zone.ranges() == []  # read in place, not from the bucket

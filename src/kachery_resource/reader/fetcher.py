@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -48,8 +49,8 @@ class BlockFetcher:
         self.failure: IntegrityError | None = None
         #: True once the whole file hashed to its sha1, False on a mismatch, else None
         self.verified: bool | None = None
-        #: (start, end) of every range request sent, in order (for tests and diagnostics)
-        self.requests: list[tuple[int, int]] = []
+        #: (start, end) of the last range requests sent, in order (for tests and diagnostics)
+        self.requests: deque[tuple[int, int]] = deque(maxlen=10_000)
         self._closed = False
         self._hash_wakeup = threading.Condition()
         self._hasher_thread: threading.Thread | None = None
@@ -196,9 +197,8 @@ class BlockFetcher:
         self.verified = actual == self._expected
         if not self.verified:
             self.failure = IntegrityError(
-                f"the bytes of {self.source.name} hash to sha1 {actual}, not {self._expected}: the "
-                "copy in the bucket is corrupt; tell the zone admin (nothing read from it can be "
-                "trusted)")
+                f"the bytes of {self.source.name} hash to sha1 {actual}, not {self._expected}; "
+                f"they came from {self.source.origin} (nothing read from it can be trusted)")
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -127,7 +127,7 @@ class RemoteFile(io.RawIOBase):
 
     @property
     def range_requests(self) -> list[tuple[int, int]]:
-        """Every ``(start, end)`` range requested so far."""
+        """The ``(start, end)`` of the range requests sent so far (the last 10 000)."""
         return list(self._fetcher.requests)
 
     # -- inside ----------------------------------------------------------------------

@@ -33,6 +33,8 @@ class RangeSource(Protocol):
     size: int
     #: what to call the file in messages
     name: str
+    #: where its bytes come from and what to do if they are corrupt, for messages
+    origin: str
 
     def read_range(self, start: int, end: int) -> bytes:
         """Exactly the bytes ``[start, end)``, ``0 <= start < end <= size``."""
@@ -46,6 +48,8 @@ class LocalSource:
 
     def __init__(self, path: Path, name: str) -> None:
         self.name = name
+        self.origin = (f"the local file {path}, which changed since it was stored or linked; "
+                       "store or link it again, or remove it from the local store")
         self._fd = os.open(path, os.O_RDONLY)
         self.size = os.fstat(self._fd).st_size
 
@@ -69,6 +73,8 @@ class BucketSource:
     def __init__(self, gateway: GatewayClient, sha1: str, found: FoundFile,
                  timeout: float = 60, gateway_session: requests.Session | None = None) -> None:
         self.name = f"sha1://{sha1}"
+        self.origin = (f"zone {gateway.zone!r} at {gateway.url}, whose copy is corrupt; tell the "
+                       "zone admin")
         self._gateway = gateway
         self._sha1 = sha1
         self._timeout = timeout
