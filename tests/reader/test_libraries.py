@@ -32,10 +32,10 @@ def _recording() -> tuple[bytes, np.ndarray]:
     return buffer.getvalue(), traces
 
 
-def test_h5py_reads_a_slice_through_open(local_zone: Served, kc_dir: Path) -> None:
+def test_h5py_reads_a_slice_through_open(zone: Served, kc_dir: Path) -> None:
     data, traces = _recording()
-    sha1 = local_zone.put(data)
-    with kachery_resource.open(f"sha1://{sha1}", settings=local_zone.settings(kc_dir),
+    sha1 = zone.put(data)
+    with kachery_resource.open(f"sha1://{sha1}", settings=zone.settings(kc_dir),
                                block_size=16 * 1024) as f, h5py.File(f, "r") as h5:
         assert sorted(h5) == ["acquisition", "general", "processing"]
         assert h5.attrs["session"] == "test" and h5["general"].attrs["lab"] == "kachery"
