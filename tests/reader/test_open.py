@@ -191,3 +191,13 @@ def test_a_changed_local_file_is_detected(local_zone: Served, kc_dir: Path, tmp_
             pytest.raises(IntegrityError, match=f"came from the local file {linked}"):
         f.read()
     assert local_zone.ranges() == []  # read in place, not from the bucket
+
+
+def test_a_large_read_goes_out_as_several_ranges(local_zone: Served, kc_dir: Path) -> None:
+    data = blob(32 * BLOCK, seed=11)
+    sha1 = local_zone.put(data)
+    with kachery_resource.open(f"sha1://{sha1}", settings=local_zone.settings(kc_dir),
+                               block_size=BLOCK, workers=4) as f:
+        assert f.read_at(0, len(data)) == data and f.verified is True
+        assert sorted(f.range_requests) == [(k * 8 * BLOCK, (k + 1) * 8 * BLOCK) for k in range(4)]
+    assert len(local_zone.ranges()) == 4
