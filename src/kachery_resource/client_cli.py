@@ -56,7 +56,10 @@ _TIMEOUT = click.option(
               help="Show progress on stderr: bars on a terminal, else a line every few seconds "
                    "(default: bars only on a terminal).")
 def load_command(uri: str, dest: str | None, timeout: float | None, progress: bool | None) -> None:
-    """Fetch URI (sha1://…) and print the local path that holds it.
+    """Fetch URI and print the local path that holds it.
+
+    URI is sha1://<sha1> or kachery:<zone>:sha1:<sha1>[:label] (a zone there wins over
+    KACHERY_ZONE).
 
     Order: $KACHERY_CLOUD_DIR, then the zone gateway (KACHERY_GATEWAY_URL, KACHERY_ZONE),
     then the resource at KACHERY_RESOURCE_URL, which uploads it on demand.

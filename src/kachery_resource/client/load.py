@@ -7,6 +7,7 @@ in the bucket — no fixed sleeps. Every download is sha1-checked before it is c
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import time
@@ -28,7 +29,7 @@ from ..errors import (
 )
 from ..messages import UploadState, UploadStatus
 from ..store import LocalStore
-from ..uri import parse_sha1_uri
+from ..uri import parse_uri
 from .download import download_verified
 from .gateway import FoundFile, GatewayClient
 from .progress import LineProgress, Progress, RichProgress, make_progress
@@ -96,7 +97,10 @@ def load_file(
     settings: ClientSettings | None = None,
     poll_wait: float | None = None,
 ) -> str:
-    """Return a local path holding the bytes of ``uri`` (``sha1://<40 hex>``).
+    """Return a local path holding the bytes of ``uri``.
+
+    ``uri`` is ``sha1://<40 hex>`` or ``kachery:<zone>:sha1:<40 hex>[:label]``; a zone in
+    the URI is used instead of ``KACHERY_ZONE``.
 
     Looks in the local store, then asks the zone gateway, then (if
     ``KACHERY_RESOURCE_URL`` is set) asks the resource daemon to upload it and waits.
@@ -109,8 +113,7 @@ def load_file(
     TimeoutError_, GatewayError, IntegrityError, InvalidUriError, KeysError, ConfigError (a
     malformed KACHERY_RESOURCE_URL).
     """
-    sha1 = parse_sha1_uri(uri)
-    settings = settings or ClientSettings.from_env()
+    sha1, settings = _parse(uri, settings)
     deadline = Deadline(timeout)
     store = LocalStore(settings.store_dir)
     local = _resolve_local(store, sha1)
@@ -141,8 +144,7 @@ def request_file(
     a daemon may answer ``queued`` before it has even looked for the file.
     Never downloads. Raises ResourceOfflineError, GatewayError, TimeoutError_, ConfigError.
     """
-    sha1 = parse_sha1_uri(uri)
-    settings = settings or ClientSettings.from_env()
+    sha1, settings = _parse(uri, settings)
     canonical = f"sha1://{sha1}"
     local = _resolve_local(LocalStore(settings.store_dir), sha1)
     if local is not None:
@@ -162,6 +164,15 @@ def request_file(
 
 
 # -- steps ----------------------------------------------------------------------------
+def _parse(uri: str, settings: ClientSettings | None) -> tuple[str, ClientSettings]:
+    """The sha1 of ``uri`` and the settings to fetch it with: a zone in the URI wins."""
+    parsed = parse_uri(uri)
+    settings = settings or ClientSettings.from_env()
+    if parsed.zone is not None and parsed.zone != settings.zone:
+        settings = dataclasses.replace(settings, zone=parsed.zone)
+    return parsed.sha1, settings
+
+
 def _resolve_local(store: LocalStore, sha1: str) -> Path | None:
     try:
         found = store.resolve(sha1)
