@@ -17,12 +17,12 @@ Exit codes (from the exception classes' ``exit_code``):
 from __future__ import annotations
 
 import json
-import shutil
+import os
 import sys
 
 import click
 
-from .client import load_file, request_file
+from .client import load_file, request_file, stream_file
 from .errors import (
     ConfigError,
     FileNotFoundOnResource,
@@ -88,11 +88,24 @@ def request_command(uri: str, wait: float) -> None:
 @_URI
 @_TIMEOUT
 def cat_command(uri: str, timeout: float | None) -> None:
-    """Fetch URI like `load` and write its bytes to stdout."""
-    path = load_file(uri, timeout=timeout, progress=False)
-    with open(path, "rb") as f:
-        shutil.copyfileobj(f, sys.stdout.buffer)
-    sys.stdout.buffer.flush()
+    """Write the bytes of URI to stdout as they arrive, fetching it like `load`.
+
+    The sha1 is checked at the end: if the bytes were wrong the exit code is non-zero.
+    A closed pipe (`cat URI | head`) ends quietly with exit code 0.
+    """
+    out = sys.stdout.buffer
+
+    def write(chunk: bytes) -> None:
+        out.write(chunk)
+        out.flush()
+
+    try:
+        stream_file(uri, write, timeout=timeout)
+    except BrokenPipeError:
+        # stdout's reader is gone: nothing more to say, and nothing to flush at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(0)
 
 
 commands: list[click.Command] = [load_command, request_command, cat_command]

@@ -1,6 +1,6 @@
 """The synchronous client: ``load_file`` / ``request_file`` shaped like kachery-cloud's."""
 
-from .load import RequestResult, load_file, request_file
+from .load import RequestResult, load_file, request_file, stream_file
 from .progress import NullProgress, Progress, RichProgress
 from .settings import ClientSettings
 
@@ -12,4 +12,5 @@ __all__ = [
     "RichProgress",
     "load_file",
     "request_file",
+    "stream_file",
 ]
