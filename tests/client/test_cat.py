@@ -59,4 +59,4 @@ def test_wrong_bytes_exit_non_zero_after_streaming(
     assert run(monkeypatch, settings, "cat", f"sha1://{sha1(data)}") == 1
     out, err = capfdbinary.readouterr()
     assert len(out) == len(data) and out != data
-    assert err.decode().startswith(f"error: downloaded bytes hash to ") and "not " + sha1(data) in err.decode()
+    assert err.decode().startswith("error: downloaded bytes hash to ") and "not " + sha1(data) in err.decode()

@@ -24,9 +24,11 @@ GIB = 2**30
 MIB = 2**20
 
 
-def format_bytes(nbytes: float) -> str:
-    """``12.3 MiB`` below a GiB, ``1.25 GiB`` from there: the one unit family we show."""
-    if nbytes >= GIB:
+def format_bytes(nbytes: float, like: float | None = None) -> str:
+    """``12.3 MiB`` below a GiB, ``1.25 GiB`` from there: the one unit family we show.
+
+    ``like``: pick the unit for this amount instead (``0.50 GiB of 3.00 GiB``)."""
+    if max(nbytes, like or 0) >= GIB:
         return f"{nbytes / GIB:.2f} GiB"
     return f"{nbytes / MIB:.1f} MiB"
 
@@ -89,7 +91,9 @@ def _amount_and_speed() -> tuple[Any, Any]:
     class Amount(ProgressColumn):
         def render(self, task: Task) -> Text:
             done = format_bytes(task.completed)
-            return Text(done if task.total is None else f"{done} of {format_bytes(task.total)}")
+            if task.total is None:
+                return Text(done)
+            return Text(f"{format_bytes(task.completed, task.total)} of {format_bytes(task.total)}")
 
     class Speed(ProgressColumn):
         def render(self, task: Task) -> Text:
@@ -147,7 +151,7 @@ class LineProgress:
         if stage == self._stage and not final and now - self._last < self._interval:
             return
         self._stage, self._last = stage, now
-        amount = format_bytes(done) + (f" of {format_bytes(size)}" if size is not None else "")
+        amount = format_bytes(done, size) + (f" of {format_bytes(size)}" if size is not None else "")
         print(f"{self._label}: {stage} {amount}", file=self._stream, flush=True)
 
     def upload(self, status: UploadStatus) -> None:

@@ -32,7 +32,7 @@ MAX_UNANSWERED = 3
 #: pauses before re-asking the gateway after the daemon reported completion
 FIND_RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0)
 #: pauses between asks while the resource is offline (the last one repeats)
-OFFLINE_DELAYS = (0.5, 1.0, 2.0, 3.0)
+OFFLINE_DELAYS = (0.25, 0.5, 1.0, 2.0)
 #: time left under which an offline resource is no longer waited for
 OFFLINE_MARGIN_SEC = 0.1
 
