@@ -82,6 +82,12 @@ class Bars:
     def close(self) -> None:
         self.display.stop()
 
+    def __enter__(self) -> Bars:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def _amount_and_speed() -> tuple[Any, Any]:
     """Rich columns for bytes done (of total) and speed, in :func:`format_bytes` units."""
@@ -115,6 +121,8 @@ class RichProgress:
         self._download: Any = None
 
     def upload(self, status: UploadStatus) -> None:
+        if self._upload is None:
+            return
         self._bars.display.update(
             self._upload, description=f"{status.status.value} on resource {self._label}",
             total=status.size, completed=status.bytesUploaded or 0,
@@ -128,8 +136,14 @@ class RichProgress:
             self._bars.display.advance(self._download, nbytes)
 
     def close(self) -> None:
+        """Stop our own display; in a shared one, take this file's bars away."""
         if self._own:
             self._bars.close()
+            return
+        for task in (self._upload, self._download):
+            if task is not None:
+                self._bars.display.remove_task(task)
+        self._upload = self._download = None
 
 
 class LineProgress:
@@ -168,6 +182,7 @@ class LineProgress:
     def close(self) -> None:
         if self._stage == "downloading":
             self._say("downloaded", self._received, None, final=True)
+        self._stage = "closed"
 
 
 def make_progress(progress: bool | Progress | None, label: str, bars: Bars | None = None) -> Progress:
