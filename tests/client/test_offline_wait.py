@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kachery_resource import ResourceOfflineError
-from kachery_resource.client import ClientSettings, load_file
+from kachery_resource.client import ClientSettings, load_file, request_file
 
 from .fakes import FakeState, Upload, sha1
 from .test_cli import run
@@ -48,3 +48,11 @@ def test_without_a_timeout_offline_fails_at_once(
     assert run(monkeypatch, settings, "load", "sha1://" + "a" * 40) == 5
     assert "waiting" not in capsys.readouterr().err
     assert len(fake[1].resource_requests) == 1
+
+
+def test_request_says_offline_at_once(fake: tuple[str, FakeState], settings: ClientSettings) -> None:
+    fake[1].resource_status = 502
+    t0 = time.monotonic()
+    with pytest.raises(ResourceOfflineError, match="kachery-resource share"):
+        request_file("sha1://" + "b" * 40, settings=settings)
+    assert time.monotonic() - t0 < 2 and len(fake[1].resource_requests) == 1

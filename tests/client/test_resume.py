@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import pytest
 
-from kachery_resource import GatewayError, IntegrityError
+from kachery_resource import GatewayError, IntegrityError, StoreError
 from kachery_resource.client import ClientSettings, load_file, stream_file
 from kachery_resource.client.download import partial_path
 from kachery_resource.store import LocalStore
@@ -82,3 +83,29 @@ def test_a_bucket_without_ranges_or_a_partial_too_long_restarts(
     stream_file(f"sha1://{h}", seen.append, settings=settings)
     assert b"".join(seen) == data
     assert LocalStore(settings.store_dir).copy_path(h).read_bytes() == data
+
+
+def test_a_store_that_cannot_be_written_is_a_clear_error(
+    fake: tuple[str, FakeState], settings: ClientSettings, tmp_path: Path
+) -> None:
+    data = b"nowhere to put it"
+    fake[1].bucket[sha1(data)] = data
+    not_a_dir = tmp_path / "a file"
+    not_a_dir.write_text("x")
+    with pytest.raises(StoreError, match="cannot write the download of sha1://"):
+        load_file(f"sha1://{sha1(data)}", settings=dataclasses.replace(settings, store_dir=not_a_dir))
+
+
+def test_a_closed_sink_is_not_a_store_error(
+    fake: tuple[str, FakeState], settings: ClientSettings
+) -> None:
+    data = os.urandom(300_000)
+    fake[1].bucket[sha1(data)] = data
+
+    def closed(chunk: bytes) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    with pytest.raises(BrokenPipeError):
+        stream_file(f"sha1://{sha1(data)}", closed, settings=settings)
+    # what arrived is kept for the next run
+    assert partial_path(LocalStore(settings.store_dir), sha1(data)).stat().st_size > 0

@@ -20,9 +20,9 @@ from typing import BinaryIO
 
 import requests
 
-from ..errors import GatewayError, IntegrityError
+from ..errors import GatewayError, IntegrityError, StoreError
 from ..store import LocalStore
-from .progress import Progress
+from .progress import Progress, format_bytes
 
 CHUNK_SIZE = 1024 * 1024
 #: bytes read from the network at a time: small enough that a streamed body flows
@@ -59,30 +59,50 @@ def download_verified(
     and the partial file is removed), GatewayError if the bucket refuses or the
     connection breaks ``MAX_ATTEMPTS`` times (the partial file stays for the next run).
     """
-    with _claim(store, sha1) as (path, f):
-        job = _Download(session, url, sha1, f, sink, progress, timeout)
-        job.replay(size)
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            try:
-                job.fetch()
-                break
-            except _Interrupted as exc:
-                if attempt == MAX_ATTEMPTS:
-                    raise GatewayError(
-                        f"the download of sha1://{sha1} broke off {attempt} times ({exc}); "
-                        f"{f.tell() / 2**20:.1f} MiB are kept, run the command again to resume"
-                    ) from exc
-        f.flush()
-        actual = job.digest.hexdigest()
-        if actual != sha1:
-            path.unlink(missing_ok=True)
-            raise IntegrityError(f"downloaded bytes hash to {actual}, not {sha1}; nothing was cached")
-        dest = store.copy_path(sha1)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(path, dest)
-    if sink is not None and job.passed_on.hexdigest() != sha1:
+    job: _Download | None = None
+    try:
+        with _claim(store, sha1) as (path, f):
+            job = _Download(session, url, sha1, f, sink, progress, timeout)
+            _run(job, size)
+            return _commit(job, store, path)
+    except OSError as exc:
+        if job is not None and job.sink_failed:
+            raise  # the sink's own failure (a closed pipe): the caller's to handle
+        raise StoreError(
+            f"cannot write the download of sha1://{sha1} under {store.root}: {exc.strerror or exc}"
+        ) from exc
+
+
+def _run(job: _Download, size: int | None) -> None:
+    """Replay what is kept, then fetch the rest, riding out broken connections."""
+    job.replay(size)
+    if size is not None and job.f.tell() == size:
+        return  # all there already: only the hash is left to check
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            job.fetch()
+            return
+        except _Interrupted as exc:
+            if attempt == MAX_ATTEMPTS:
+                raise GatewayError(
+                    f"the download of sha1://{job.sha1} broke off {attempt} times ({exc}); "
+                    f"{format_bytes(job.f.tell())} are kept, run the command again to resume"
+                ) from exc
+
+
+def _commit(job: _Download, store: LocalStore, path: Path) -> Path:
+    """Move the verified file into the store; IntegrityError (and drop it) if it is wrong."""
+    job.f.flush()
+    actual = job.digest.hexdigest()
+    if actual != job.sha1:
+        path.unlink(missing_ok=True)
+        raise IntegrityError(f"downloaded bytes hash to {actual}, not {job.sha1}; nothing was cached")
+    dest = store.copy_path(job.sha1)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(path, dest)
+    if job.sink is not None and job.passed_on.hexdigest() != job.sha1:
         raise IntegrityError(
-            f"the bytes passed on for sha1://{sha1} were wrong (a stale partial download); "
+            f"the bytes passed on for sha1://{job.sha1} were wrong (a stale partial download); "
             "the file is now cached correctly, run the command again"
         )
     return dest
@@ -119,6 +139,8 @@ class _Download:
         #: bytes already passed to the sink and counted by the progress, and their sha1
         self.sent = 0
         self.passed_on = hashlib.sha1()
+        #: whether an exception came from the sink (not from our own files)
+        self.sink_failed = False
 
     def replay(self, size: int | None) -> None:
         """Hash (and pass on) the bytes an earlier attempt left."""
@@ -144,10 +166,11 @@ class _Download:
             raise GatewayError(f"cannot download sha1://{self.sha1} from the bucket: {exc}") from exc
         with resp:
             code = resp.status_code
-            if code == 416 or (have and not _continues_at(resp, have)):
-                self._restart()  # a stale partial file, or a bucket that ignores ranges
-                if code != 200:
-                    raise _Interrupted(f"the bucket answered HTTP {code} to a range; starting over")
+            if code == 200 and have:
+                self._restart()  # a bucket that ignores ranges: the whole body follows
+            elif code == 416 or (code == 206 and not _continues_at(resp, have)):
+                self._restart()  # the kept bytes do not fit this object
+                raise _Interrupted(f"the bucket answered HTTP {code} to a range; starting over")
             elif code not in (200, 206):
                 raise GatewayError(
                     f"the bucket answered HTTP {code} for sha1://{self.sha1} "
@@ -180,14 +203,16 @@ class _Download:
         if self.sink is not None:
             part = chunk[len(chunk) - new:]
             self.passed_on.update(part)
-            self.sink(part)
+            try:
+                self.sink(part)
+            except BaseException:
+                self.sink_failed = True
+                raise
         self.progress.downloaded(new)
         self.sent = end
 
 
 def _continues_at(resp: requests.Response, offset: int) -> bool:
-    """Whether ``resp`` is a 206 whose body starts at ``offset``."""
-    if resp.status_code != 206:
-        return False
+    """Whether the 206 ``resp`` has a body that starts at ``offset``."""
     value = resp.headers.get("Content-Range", "")
     return value.startswith(f"bytes {offset}-")

@@ -132,7 +132,7 @@ def request_file(
         if not settings.resource_url:
             return RequestResult(canonical, None, UploadState.NOT_FOUND.value)
         resource = ResourceClient(session, settings.resource_url, settings.zone)
-        status = ask(resource, sha1, wait, Deadline(wait + 30))
+        status = ask(resource, sha1, wait, Deadline(wait + 30), wait_offline=False)
     return RequestResult(canonical, "resource", status.status.value, size=status.size,
                          bytesUploaded=status.bytesUploaded, error=status.error)
 

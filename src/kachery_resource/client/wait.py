@@ -56,8 +56,10 @@ class Deadline:
         return left is not None and left <= 0
 
 
-def ask(resource: ResourceClient, sha1: str, wait: float, deadline: Deadline) -> UploadStatus:
-    """One answer from the daemon, riding out 429s, 504s and (with a timeout) offline spells."""
+def ask(resource: ResourceClient, sha1: str, wait: float, deadline: Deadline,
+        *, wait_offline: bool = True) -> UploadStatus:
+    """One answer from the daemon, riding out 429s, 504s and (with a timeout and
+    ``wait_offline``) spells when the resource is offline."""
     offline: ResourceOfflineError | None = None
     tries = 0
     while True:
@@ -65,7 +67,7 @@ def ask(resource: ResourceClient, sha1: str, wait: float, deadline: Deadline) ->
             return _ask_once(resource, sha1, wait, deadline)
         except ResourceOfflineError as exc:
             left = deadline.remaining()
-            if left is None:
+            if left is None or not wait_offline:
                 raise
             if offline is None:
                 log.warning("%s; waiting up to %g s for it to come back", exc, deadline.timeout)
