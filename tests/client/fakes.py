@@ -60,6 +60,9 @@ class FakeState:
     #: whether GETs honour Range (a 206) or ignore it (a 200 with the whole body)
     serve_ranges: bool = True
     gateway_delay: float = 0.0
+    #: the kachery 2.x API key /api/findFile accepts, and the bodies it received
+    api_key: str = ""
+    api_requests: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -138,6 +141,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._body()
         if self.path == "/api/gateway":
             self._gateway(body)
+        elif self.path == "/api/findFile":
+            self._find_file_v2(body)
         elif self.path.startswith("/r/"):
             self._resource(body)
         else:
@@ -163,6 +168,20 @@ class _Handler(BaseHTTPRequestHandler):
                              "url": f"{self.base}/download/{h}"})
         else:
             self._json(200, {"type": "findFile", "found": False})
+
+    def _find_file_v2(self, body: dict[str, Any]) -> None:
+        """kachery 2.x: a Bearer key and a findFileRequest body."""
+        st = self.state
+        st.api_requests.append(body)
+        if self.headers.get("Authorization") != f"Bearer {st.api_key}" or not st.api_key:
+            self._json(401, {"error": "invalid API key"})
+            return
+        h = body["hash"]
+        if h in st.bucket:
+            self._json(200, {"found": True, "size": len(st.bucket[h]), "url": f"{self.base}/download/{h}",
+                             "objectKey": f"sha1/{h[:2]}/{h[2:4]}/{h[4:6]}/{h}"})
+        else:
+            self._json(200, {"found": False})
 
     def _resource(self, body: dict[str, Any]) -> None:
         st = self.state

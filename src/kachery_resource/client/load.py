@@ -125,7 +125,8 @@ def request_file(
         return RequestResult(canonical, "local", UploadState.COMPLETED.value,
                              size=local.stat().st_size, path=str(local))
     with requests.Session() as session:
-        gateway = GatewayClient(session, settings.gateway_url, settings.zone, settings.keys)
+        gateway = GatewayClient(session, settings.gateway_url, settings.zone, settings.keys,
+                                api_key=settings.api_key)
         found = gateway.find_file(sha1)
         if found is not None:
             return RequestResult(canonical, "bucket", UploadState.COMPLETED.value, size=found.size)
@@ -190,7 +191,8 @@ def _fetch(sha1: str, settings: ClientSettings, deadline: Deadline,
         PROGRESS_WAIT_SEC if isinstance(reporter, RichProgress | LineProgress) else LONG_WAIT_SEC
     )
     with requests.Session() as session, closing(reporter):
-        gateway = GatewayClient(session, settings.gateway_url, settings.zone, settings.keys)
+        gateway = GatewayClient(session, settings.gateway_url, settings.zone, settings.keys,
+                                api_key=settings.api_key)
         found = gateway.find_file(sha1)
         if found is None:
             resource = _resource_or_raise(session, settings, sha1, gateway)
