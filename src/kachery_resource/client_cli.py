@@ -45,7 +45,8 @@ EXIT_CODES = (
 _URI = click.argument("uri")
 _TIMEOUT = click.option(
     "--timeout", type=click.FloatRange(min=0), default=None, metavar="S",
-    help="Give up waiting for the resource's upload after S seconds (default: no limit).",
+    help="Wait at most S seconds for the resource's upload, meanwhile waiting for a resource "
+         "that is offline or restarting (default: no limit, and offline fails at once).",
 )
 
 
@@ -61,7 +62,7 @@ _TIMEOUT = click.option(
 @click.option("--progress/--no-progress", default=None,
               help="Show progress on stderr: bars on a terminal, else a line every few seconds "
                    "(default: bars only on a terminal).")
-@click.option("--jobs", "-j", type=click.IntRange(min=1, max=64), default=DEFAULT_JOBS,
+@click.option("--jobs", "-j", type=click.IntRange(min=1, max=64), default=DEFAULT_JOBS, metavar="N",
               show_default=True, help="Fetch up to this many files at once.")
 def load_command(uris: tuple[str, ...], from_file: TextIO | None, dest: str | None,
                  timeout: float | None, progress: bool | None, jobs: int) -> None:
