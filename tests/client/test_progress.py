@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 import threading
 import time
 
@@ -10,7 +11,7 @@ import pytest
 from rich.console import Console
 
 from kachery_resource.client import ClientSettings, load_file
-from kachery_resource.client.progress import RichProgress, format_bytes
+from kachery_resource.client.progress import Bars, RichProgress, format_bytes
 from kachery_resource.messages import UploadState, UploadStatus
 
 from .fakes import FakeState, sha1
@@ -54,3 +55,14 @@ def test_bars_appear_at_once_and_speak_mib() -> None:
 ])
 def test_format_bytes(n: int, text: str) -> None:
     assert format_bytes(n) == text
+
+
+def test_bars_leave_a_redirected_stdout_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`load a b > paths.txt` with bars on the terminal: every path stays on stdout."""
+    out = io.StringIO()
+    monkeypatch.setattr("sys.stdout", out)
+    bars = Bars(Console(file=io.StringIO(), force_terminal=True))
+    try:
+        assert sys.stdout is out
+    finally:
+        bars.close()

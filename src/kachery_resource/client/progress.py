@@ -76,6 +76,9 @@ class Bars:
         self.display = RichBars(
             TextColumn("{task.description}"), BarColumn(), *_amount_and_speed(),
             TimeRemainingColumn(), console=console or Console(stderr=True), transient=True,
+            # lines printed meanwhile go above the bars, but stdout only when it is the
+            # terminal too: redirected, it must keep every line (`load a b > paths.txt`)
+            redirect_stdout=sys.stdout.isatty(),
         )
         self.display.start()
 
