@@ -1,6 +1,6 @@
 """kachery-resource: make local files available to kachery clients on demand."""
 
-from .client import load_file, request_file
+from .client import load_file, load_files, request_file, stream_file
 from .errors import (
     ConfigError,
     FileChangedError,
@@ -18,7 +18,7 @@ from .errors import (
     UploadFailedError,
 )
 from .reader import open
-from .uri import parse_sha1_uri
+from .uri import kachery_uri, parse_sha1_uri, parse_uri
 
 __all__ = [
     "ConfigError",
@@ -35,8 +35,12 @@ __all__ = [
     "StoreError",
     "TimeoutError_",
     "UploadFailedError",
+    "kachery_uri",
     "load_file",
+    "load_files",
     "open",
     "parse_sha1_uri",
+    "parse_uri",
     "request_file",
+    "stream_file",
 ]

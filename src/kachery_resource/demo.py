@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -153,7 +154,7 @@ class Stack:
         self.step(f"registered the daemon's client {keys.client_id[:12]}… (upload, download)")
         link.wait_done()
         lines = [line for line in manifest.read_text().splitlines() if "sha1://" in line]
-        self.step(f"linked    {len(lines)} files under {share}")
+        self.step(f"linked    {plural(len(lines), 'file')} under {share}")
         config = self.resource_dir / "kachery-resource.yaml"
         config.write_text(
             f"resourceName: {RESOURCE_NAME}\nkacheryZone: {ZONE}\nmaxConcurrentUploads: 2\n"
@@ -174,6 +175,11 @@ class Stack:
         for child in reversed(self.children):
             child.stop()
         self.children.clear()
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 file``, ``2 files``."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def _bypass_http_proxies_for_loopback() -> None:
@@ -259,30 +265,45 @@ def demo_command(keep: bool) -> None:
               help="0 picks a free port.")
 @click.option("--proxy-port", type=click.IntRange(0, 65535), default=0, show_default=True,
               help="0 picks a free port.")
-def dev_command(directory: Path | None, gateway_port: int, proxy_port: int) -> None:
-    """Run the whole stack on loopback sharing DIRECTORY (a sample tree if omitted) until Ctrl-C."""
+@click.option("--keep", is_flag=True,
+              help="Keep the temporary workspace (logs, bucket, stores) after Ctrl-C.")
+def dev_command(directory: Path | None, gateway_port: int, proxy_port: int, keep: bool) -> None:
+    """Run the whole stack on loopback sharing DIRECTORY (a sample tree if omitted) until Ctrl-C.
+
+    Prints the environment a client in another terminal needs, its own store
+    (KACHERY_CLOUD_DIR) included, so that it fetches through the stack.
+    """
     workdir = Path(tempfile.mkdtemp(prefix="kachery-resource-dev-"))
     try:
         with ExitStack() as cleanup, running_stack(workdir, click.echo) as stack:
-            cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
+            if not keep:
+                cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
             share = directory.resolve() if directory else workdir / "sample data"
             if directory is None:
                 make_sample_tree(share)
             lines = stack.start(share, gateway_port, proxy_port)
-            example = next((line.split("\t") for line in lines if "\t" in line), None)
-            click.echo("\nIn another terminal, a client needs:\n")
-            click.echo(f"  export KACHERY_GATEWAY_URL={stack.gateway_url}")
-            click.echo(f"  export KACHERY_RESOURCE_URL={stack.resource_url}")
-            click.echo(f"  export KACHERY_ZONE={ZONE}")
-            if example is not None:
-                uri = next(part for part in example if part.startswith("sha1://"))
-                click.echo(f"  kachery-resource load {uri}    # {example[0]}")
-            click.echo(f"\nthe sha1:// URI of every shared file ({len(lines)}): {workdir / 'manifest.tsv'}")
-            click.echo(f"logs in {workdir}; Ctrl-C stops everything")
+            _print_client_env(stack, lines)
             _wait_for_interrupt(stack)
     except KeyboardInterrupt:
         pass
-    click.echo("dev stack stopped")
+    click.echo("dev stack stopped" + (f"; workspace kept: {workdir}" if keep else ""))
+
+
+def _print_client_env(stack: Stack, lines: list[str]) -> None:
+    """The exports a second shell runs to be a remote client of ``stack``, and an example."""
+    client_dir = stack.workdir / "remote-kachery-cloud"
+    client_dir.mkdir(exist_ok=True)
+    exports = {"KACHERY_GATEWAY_URL": stack.gateway_url, "KACHERY_RESOURCE_URL": stack.resource_url,
+               "KACHERY_ZONE": ZONE, "KACHERY_CLOUD_DIR": str(client_dir)}
+    click.echo("\nIn another terminal, a client needs:\n")
+    for name, value in exports.items():
+        click.echo(f"  export {name}={shlex.quote(value)}")
+    example = next((line.split("\t") for line in lines if "\t" in line), None)
+    if example is not None:
+        uri = next(part for part in example if part.startswith("sha1://"))
+        click.echo(f"  kachery-resource load {uri}    # {example[0]}")
+    click.echo(f"\nthe sha1:// URI of every shared file ({len(lines)}): {stack.workdir / 'manifest.tsv'}")
+    click.echo(f"logs in {stack.workdir}; Ctrl-C stops everything")
 
 
 def _wait_for_interrupt(stack: Stack) -> None:

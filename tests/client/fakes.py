@@ -11,7 +11,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -51,6 +51,18 @@ class FakeState:
     gateway_requests: list[dict[str, Any]] = field(default_factory=list)
     completed_at: dict[str, float] = field(default_factory=dict)
     download_started_at: dict[str, float] = field(default_factory=dict)
+    #: the Range header of every GET (None when there was none)
+    ranges: list[str | None] = field(default_factory=list)
+    #: per hash, how many bytes the next GETs send before dropping the connection
+    cut_after: dict[str, list[int]] = field(default_factory=dict)
+    #: per hash: (offset, seconds) — the body pauses that long after that many bytes
+    stall: dict[str, tuple[int, float]] = field(default_factory=dict)
+    #: whether GETs honour Range (a 206) or ignore it (a 200 with the whole body)
+    serve_ranges: bool = True
+    gateway_delay: float = 0.0
+    #: the kachery 2.x API key /api/findFile accepts, and the bodies it received
+    api_key: str = ""
+    api_requests: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -83,17 +95,54 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, {"message": "no such object"})
             return
         self.state.download_started_at[h] = time.monotonic()
+        self.state.ranges.append(self.headers.get("Range"))
         if h in self.state.corrupt:
             data = data[:-1] + bytes([data[-1] ^ 1]) if data else b"x"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
+        start = self._range_start(len(data))
+        if start is None:
+            return
+        body = data[start:]
+        self.send_response(206 if start else 200)
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(data)
+        self._send_body(h, start, body)
+
+    def _range_start(self, size: int) -> int | None:
+        value = self.headers.get("Range")
+        if not value or not self.state.serve_ranges:
+            return 0
+        start = int(value.removeprefix("bytes=").rstrip("-"))
+        if start >= size:
+            self.send_response(416)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
+        return start
+
+    def _send_body(self, h: str, start: int, body: bytes) -> None:
+        cuts = self.state.cut_after.get(h)
+        if cuts:
+            self.wfile.write(body[: cuts.pop(0)])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        stall = self.state.stall.get(h)
+        if stall is not None and start < stall[0]:
+            self.wfile.write(body[: stall[0] - start])
+            self.wfile.flush()
+            time.sleep(stall[1])
+            body = body[stall[0] - start:]
+        with suppress(OSError):  # the client may hang up (cat | head)
+            self.wfile.write(body)
 
     def do_POST(self) -> None:
         body = self._body()
         if self.path == "/api/gateway":
             self._gateway(body)
+        elif self.path == "/api/findFile":
+            self._find_file_v2(body)
         elif self.path.startswith("/r/"):
             self._resource(body)
         else:
@@ -102,6 +151,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _gateway(self, body: dict[str, Any]) -> None:
         st = self.state
         st.gateway_requests.append(body)
+        time.sleep(st.gateway_delay)
         ok = verify_signature(body["payload"], body["fromClientId"], body["signature"])
         if not ok:
             self._json(400, {"message": "bad signature"})
@@ -118,6 +168,20 @@ class _Handler(BaseHTTPRequestHandler):
                              "url": f"{self.base}/download/{h}"})
         else:
             self._json(200, {"type": "findFile", "found": False})
+
+    def _find_file_v2(self, body: dict[str, Any]) -> None:
+        """kachery 2.x: a Bearer key and a findFileRequest body."""
+        st = self.state
+        st.api_requests.append(body)
+        if self.headers.get("Authorization") != f"Bearer {st.api_key}" or not st.api_key:
+            self._json(401, {"error": "invalid API key"})
+            return
+        h = body["hash"]
+        if h in st.bucket:
+            self._json(200, {"found": True, "size": len(st.bucket[h]), "url": f"{self.base}/download/{h}",
+                             "objectKey": f"sha1/{h[:2]}/{h[2:4]}/{h[4:6]}/{h}"})
+        else:
+            self._json(200, {"found": False})
 
     def _resource(self, body: dict[str, Any]) -> None:
         st = self.state

@@ -16,7 +16,6 @@ from kachery_resource import (
     IntegrityError,
     InvalidUriError,
     ResourceOfflineError,
-    StoreError,
     TimeoutError_,
     UploadFailedError,
 )
@@ -66,15 +65,6 @@ def test_gateway_hit_downloads_verifies_and_caches(
     n = len(state.gateway_requests)
     assert load_file(f"sha1://{sha1(data)}", settings=settings) == str(cached)
     assert len(state.gateway_requests) == n
-
-
-def test_unwritable_dest_is_a_clear_error(kc_dir: Path, tmp_path: Path) -> None:
-    src = tmp_path / "a.txt"
-    src.write_bytes(b"x")
-    h = LocalStore(kc_dir).store_copy(src)
-    settings = ClientSettings(kc_dir, "http://127.0.0.1:9", "default", None, None)
-    with pytest.raises(StoreError, match="cannot copy the file to"):
-        load_file(f"sha1://{h}", tmp_path / "missing dir" / "out.txt", settings=settings)
 
 
 def test_corrupt_download_is_rejected_and_not_cached(
@@ -306,7 +296,8 @@ def test_progress_is_lines_when_stderr_is_not_a_terminal(
     assert Path(got).read_bytes() == data
     lines = capsys.readouterr().err.splitlines()
     label = h[:10]
-    assert lines[0].startswith(f"{label}: running on the resource ") and lines[0].endswith(" of 3.0 MiB")
+    assert lines[0] == f"{label}: looking for it"
+    assert lines[1].startswith(f"{label}: running on the resource ") and lines[1].endswith(" of 3.0 MiB")
     assert f"{label}: completed on the resource 3.0 MiB of 3.0 MiB" in lines
     assert lines[-2:] == [f"{label}: downloading 0.0 MiB of 3.0 MiB", f"{label}: downloaded 3.0 MiB"]
     assert "\x1b" not in "".join(lines)  # no terminal control codes in a log

@@ -87,3 +87,10 @@ def test_pandas_reads_parquet_through_fsspec(kachery_env: Served) -> None:
     fs = fsspec.filesystem("sha1")
     assert fs.info(f"sha1://{sha1}")["size"] == len(buffer.getvalue())
     assert fs.cat_file(f"sha1://{sha1}", start=-4) == b"PAR1"
+
+
+def test_fsspec_reads_the_kachery_form(kachery_env: Served) -> None:
+    data = b"kachery form through fsspec\n" * 100
+    sha1 = kachery_env.put(data)
+    with fsspec.open(f"kachery://default:sha1:{sha1}", "rb") as f:
+        assert f.read() == data

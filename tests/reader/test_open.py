@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import itertools
 import os
@@ -201,3 +202,13 @@ def test_a_large_read_goes_out_as_several_ranges(local_zone: Served, kc_dir: Pat
         assert f.read_at(0, len(data)) == data and f.verified is True
         assert sorted(f.range_requests) == [(k * 8 * BLOCK, (k + 1) * 8 * BLOCK) for k in range(4)]
     assert len(local_zone.ranges()) == 4
+
+
+def test_kachery_uri_zone_wins_over_the_settings(local_zone: Served, kc_dir: Path) -> None:
+    data = blob(BLOCK + 7)
+    sha1 = local_zone.put(data)
+    elsewhere = dataclasses.replace(local_zone.settings(kc_dir), zone="nosuchzone")
+    with kachery_resource.open(f"kachery:default:sha1:{sha1}:rec.bin", settings=elsewhere) as f:
+        assert f.read() == data and f.verified is True
+    with pytest.raises(GatewayError, match="nosuchzone"):
+        kachery_resource.open(f"sha1://{sha1}", settings=elsewhere)

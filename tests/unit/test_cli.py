@@ -15,10 +15,10 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_usage_error_is_an_error_line_after_the_usage() -> None:
-    done = run("load")
+    done = run("cat")
     assert done.returncode == 2
-    assert done.stderr.splitlines() == ["Usage: kachery-resource load [OPTIONS] URI",
-                                        "Try 'kachery-resource load -h' for help.", "",
+    assert done.stderr.splitlines() == ["Usage: kachery-resource cat [OPTIONS] URI",
+                                        "Try 'kachery-resource cat -h' for help.", "",
                                         "error: Missing argument 'URI'."]
 
 

@@ -1,4 +1,9 @@
-"""The zone gateway as a client sees it: signed ``findFile`` calls (kachery-cloud 0.4.10 API)."""
+"""The zone gateway as a client sees it: ``findFile`` calls.
+
+Two APIs: kachery-cloud 0.4.10's signed ``POST /api/gateway`` (the default), or, when an
+API key is given (``KACHERY_API_KEY``), kachery 2.x's ``POST /api/findFile`` with
+``Authorization: Bearer <key>``.
+"""
 
 from __future__ import annotations
 
@@ -41,9 +46,11 @@ class GatewayClient:
         zone: str,
         keys: ClientKeys | None,
         timeout: float = 30,
+        api_key: str | None = None,
     ) -> None:
         self._session = session
-        self.url = gateway_url.rstrip("/") + "/api/gateway"
+        self._api_key = api_key
+        self.url = gateway_url.rstrip("/") + ("/api/findFile" if api_key else "/api/gateway")
         self.zone = zone
         self._ephemeral = keys is None
         self._keys = keys or ClientKeys.generate()
@@ -51,7 +58,11 @@ class GatewayClient:
 
     def find_file(self, sha1: str) -> FoundFile | None:
         """Where to download ``sha1`` from, or None if the zone's bucket lacks it."""
-        body = self._call({"type": "findFile", "hashAlg": "sha1", "hash": sha1, "zone": self.zone})
+        if self._api_key:
+            body = self._call({"type": "findFileRequest", "hashAlg": "sha1", "hash": sha1,
+                               "zoneName": self.zone})
+        else:
+            body = self._call({"type": "findFile", "hashAlg": "sha1", "hash": sha1, "zone": self.zone})
         if not body.get("found"):
             return None
         url = body.get("url")
@@ -60,11 +71,27 @@ class GatewayClient:
         size = body.get("size")
         return FoundFile(url=url, size=size if isinstance(size, int) else None)
 
+    def _hint(self, status: int) -> str:
+        """What to do about a refusal, for the API in use."""
+        if self._api_key:
+            if status == 404 and self.url.endswith("/api/findFile"):
+                return ("; if this gateway does not serve the kachery 2.x API, unset "
+                        "KACHERY_API_KEY to use the kachery-cloud API")
+            if status in (401, 403):
+                return "; check KACHERY_API_KEY, or ask the zone operator for a key with download rights"
+            return ""
+        if self._ephemeral and status in (401, 403, 500):
+            return f"; {NO_KEYS_HINT}"
+        return ""
+
     def _call(self, payload: dict[str, Any]) -> dict[str, Any]:
+        if self._api_key:
+            body: dict[str, Any] = payload
+            headers = {"Authorization": f"Bearer {self._api_key}"}
+        else:
+            body, headers = signed_envelope(self._keys, payload), {}
         try:
-            resp = self._session.post(
-                self.url, json=signed_envelope(self._keys, payload), timeout=self._timeout
-            )
+            resp = self._session.post(self.url, json=body, headers=headers, timeout=self._timeout)
         except requests.RequestException as exc:
             raise GatewayError(
                 f"cannot reach the gateway at {self.url}: {connection_problem(exc)}; check "
@@ -72,8 +99,7 @@ class GatewayClient:
             ) from exc
         if resp.status_code != 200:
             message = f"the gateway at {self.url} refused {payload['type']} (HTTP {resp.status_code}): {error_text(resp)}"
-            if self._ephemeral and resp.status_code in (401, 403, 500):
-                message += f"; {NO_KEYS_HINT}"
+            message += self._hint(resp.status_code)
             raise GatewayError(message, status=resp.status_code)
         try:
             body = resp.json()

@@ -8,6 +8,9 @@ variable                   meaning
 ``KACHERY_ZONE``           zone named in every request (default ``default``)
 ``KACHERY_RESOURCE_URL``   ``<proxy>/r/<resource>``: ask this resource on a miss
 ``KACHERY_CLOUD_CLIENT_ID`` / ``KACHERY_CLOUD_PRIVATE_KEY``  keys (else the PEM files)
+``KACHERY_API_KEY``        use the kachery 2.x API (``/api/findFile``) with this key;
+                           then ``KACHERY_BASE_URL`` is the gateway if
+                           ``KACHERY_GATEWAY_URL`` is unset
 ========================== ==================================================
 """
 
@@ -33,6 +36,8 @@ class ClientSettings:
     zone: str
     resource_url: str | None
     keys: ClientKeys | None
+    #: a kachery 2.x API key: ``findFile`` goes to ``/api/findFile`` with it
+    api_key: str | None = None
 
     @classmethod
     def from_env(
@@ -47,11 +52,14 @@ class ClientSettings:
         """Settings from ``env`` (default ``os.environ``); keyword arguments win over it."""
         env = dict(os.environ) if env is None else env
         root = Path(store_dir) if store_dir is not None else default_store_dir(env)
-        gateway = gateway_url or env.get("KACHERY_GATEWAY_URL") or DEFAULT_GATEWAY_URL
+        api_key = env.get("KACHERY_API_KEY") or None
+        gateway = (gateway_url or env.get("KACHERY_GATEWAY_URL")
+                   or (env.get("KACHERY_BASE_URL") if api_key else None) or DEFAULT_GATEWAY_URL)
         return cls(
             store_dir=root,
             gateway_url=gateway.rstrip("/"),
             zone=zone or env.get("KACHERY_ZONE") or DEFAULT_ZONE,
             resource_url=(resource_url or env.get("KACHERY_RESOURCE_URL") or None),
             keys=load_client_keys(root, env),
+            api_key=api_key,
         )

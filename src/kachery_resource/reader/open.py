@@ -26,7 +26,7 @@ from ..errors import (
     UploadFailedError,
 )
 from ..store import LocalStore
-from ..uri import parse_sha1_uri
+from ..uri import parse_uri
 from .fetcher import BlockFetcher
 from .remote_file import (
     DEFAULT_BLOCK_SIZE,
@@ -82,11 +82,9 @@ def open(
 
 
 def _parse(uri: str) -> tuple[str, str | None]:
-    """The sha1 and zone (None: the settings' zone) a URI names; the one place it is parsed.
-
-    Today only ``sha1://`` URIs parse; ``kachery:ZONE:sha1:HASH`` will give its zone.
-    """
-    return parse_sha1_uri(uri), None
+    """The sha1 and zone (None: the settings' zone) a URI names; the one place it is parsed."""
+    parsed = parse_uri(uri)
+    return parsed.sha1, parsed.zone
 
 
 def _source(uri: str, sha1: str, settings: ClientSettings, timeout: float | None) -> RangeSource:

@@ -1,0 +1,79 @@
+"""`load URI…` / `--from FILE`: parallel fetches, one path per URI in order, worst exit code."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from kachery_resource.client import ClientSettings
+from kachery_resource.store import LocalStore
+
+from .fakes import FakeState, Upload, sha1
+from .test_cli import run
+
+
+def test_paths_in_order_fetched_in_parallel(
+    fake: tuple[str, FakeState], settings: ClientSettings, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], tmp_path: Path,
+) -> None:
+    state = fake[1]
+    local = tmp_path / "local.txt"
+    local.write_bytes(b"already here")
+    h_local = LocalStore(settings.store_dir).store_copy(local)
+    slow_a, slow_b = b"a" * 300_000, b"b" * 300_000
+    for data in (slow_a, slow_b):
+        state.bucket[sha1(data)] = data
+        state.stall[sha1(data)] = (1000, 2.0)
+    from_resource = b"from the resource"
+    state.uploads[sha1(from_resource)] = Upload(from_resource, duration=0.2)
+    listing = tmp_path / "uris.txt"
+    listing.write_text(f"# wanted\n\nkachery:default:sha1:{sha1(from_resource)}:r.txt\n")
+    code = run(monkeypatch, settings, "load", f"sha1://{sha1(slow_a)}", f"sha1://{h_local}",
+               f"sha1://{sha1(slow_b)}", "--from", str(listing))
+    assert code == 0
+    paths = capsys.readouterr().out.splitlines()
+    assert [Path(p).read_bytes() for p in paths] == [slow_a, b"already here", slow_b, from_resource]
+    started = state.download_started_at
+    assert abs(started[sha1(slow_a)] - started[sha1(slow_b)]) < 1.5  # both ran during the stall
+
+
+def test_each_failure_is_named_and_the_worst_code_wins(
+    fake: tuple[str, FakeState], settings: ClientSettings, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    good, failing = b"good", b"failing"
+    fake[1].bucket[sha1(good)] = good
+    fake[1].uploads[sha1(failing)] = Upload(failing, fail="disk unreadable")
+    missing = "sha1://" + "0" * 40
+    stdin = io.TextIOWrapper(io.BytesIO(f"sha1://{sha1(failing)}\nsha1://{sha1(good)}\n".encode()))
+    monkeypatch.setattr("sys.stdin", stdin)
+    assert run(monkeypatch, settings, "load", missing, "--from", "-") == 6
+    out, err = capsys.readouterr()
+    lines = out.split("\n")
+    assert lines[:2] == ["", ""] and Path(lines[2]).read_bytes() == good
+    assert f"error: {missing}: " in err and f"error: sha1://{sha1(failing)}: " in err
+    assert "disk unreadable" in err and len(err.splitlines()) == 2
+
+
+def test_several_uris_need_a_directory_dest(
+    fake: tuple[str, FakeState], settings: ClientSettings, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], tmp_path: Path,
+) -> None:
+    fake[1].bucket[sha1(b"x")] = b"x"
+    fake[1].bucket[sha1(b"y")] = b"y"
+    uris = [f"sha1://{sha1(b'x')}?label=x.txt", f"sha1://{sha1(b'y')}?label=y.txt"]
+    assert run(monkeypatch, settings, "load", *uris, "--dest", str(tmp_path / "file")) == 1
+    assert "with several URIs --dest must be an existing directory" in capsys.readouterr().err
+    assert fake[1].gateway_requests == []
+    assert run(monkeypatch, settings, "load", *uris, "--dest", str(tmp_path)) == 0
+    assert capsys.readouterr().out.split() == [str(tmp_path / "x.txt"), str(tmp_path / "y.txt")]
+    assert (tmp_path / "y.txt").read_bytes() == b"y"
+
+
+def test_no_uri_at_all_is_a_usage_error(
+    settings: ClientSettings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(monkeypatch, settings, "load") == 2
+    assert "give at least one URI, or --from FILE" in capsys.readouterr().err
