@@ -14,7 +14,7 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,28 +128,30 @@ class LocalStore:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise FileChangedError(f"linked file {path} for sha1://{sha1} cannot be read: {exc}") from exc
+            raise FileChangedError(f"linked file {str(path)!r} for sha1://{sha1} cannot be read: {exc}") from exc
         if st.st_size != record.get("size"):
             raise FileChangedError(
-                f"linked file {path} changed since it was linked as sha1://{sha1} "
+                f"linked file {str(path)!r} changed since it was linked as sha1://{sha1} "
                 f"(size {record.get('size')} → {st.st_size}); link it again"
             )
         if st.st_mtime != record.get("mtime"):
             if not verify_linked:
                 raise FileChangedError(
-                    f"linked file {path} was modified since it was linked as sha1://{sha1}; link it again"
+                    f"linked file {str(path)!r} was modified since it was linked as sha1://{sha1}; link it again"
                 )
             actual, _ = sha1_of_file(path)
             if actual != sha1:
                 raise FileChangedError(
-                    f"linked file {path} no longer has sha1 {sha1} (now {actual}); link it again"
+                    f"linked file {str(path)!r} no longer has sha1 {sha1} (now {actual}); link it again"
                 )
             self._write_link_record(sha1, path, st.st_size, st.st_mtime)
         return LocalFile(sha1, path, st.st_size, st.st_mtime, linked=True)
 
     # -- hashing with the shared cache ---------------------------------------------
-    def compute_sha1(self, path: Path | str) -> str:
-        """sha1 of a file, using and filling kachery-cloud's cache for files > 1 MB."""
+    def compute_sha1(self, path: Path | str,
+                     progress: Callable[[int], None] | None = None) -> str:
+        """sha1 of a file, using and filling kachery-cloud's cache for files > 1 MB;
+        ``progress`` is told the bytes hashed as they are (not for a cache hit)."""
         path = Path(os.path.abspath(path))
         st = path.stat()
         cached = st.st_size > HASH_CACHE_MIN_SIZE
@@ -160,7 +162,7 @@ class LocalStore:
                     return ensure_sha1_hex(rec.get("sha1"))
             except (OSError, ValueError, StoreError):
                 pass
-        sha1, size = sha1_of_file(path)
+        sha1, size = sha1_of_file(path, progress=progress)
         if cached:
             record = {"path": str(path), "size": size, "mtime": st.st_mtime, "sha1": sha1}
             self._write_text_atomic(self.hash_cache_path(path), json.dumps(record))
