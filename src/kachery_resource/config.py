@@ -109,6 +109,11 @@ class ResourceConfig(BaseModel):
         default=None,
         description="the kachery-cloud store; env KACHERY_CLOUD_DIR overrides; default ~/.kachery-cloud",
     )
+    kacheryDir: str | None = Field(
+        default=None,
+        description="a kachery 2.x local store also served; env KACHERY_DIR overrides; "
+                    "default ~/.kachery",
+    )
 
     @field_validator("resourceName")
     @classmethod
@@ -167,6 +172,12 @@ class ResourceConfig(BaseModel):
         value = env.get("KACHERY_CLOUD_DIR") or self.kacheryCloudDir
         return Path(value).expanduser() if value else Path.home() / ".kachery-cloud"
 
+    def kachery_dir(self, env: dict[str, str] | None = None) -> Path:
+        """The kachery 2.x store: env ``KACHERY_DIR``, else ``kacheryDir``, else ~/.kachery."""
+        env = dict(os.environ) if env is None else env
+        value = env.get("KACHERY_DIR") or self.kacheryDir
+        return Path(value).expanduser() if value else Path.home() / ".kachery"
+
     def store_source(self, env: dict[str, str] | None = None) -> str:
         """Where :meth:`store_dir` came from."""
         env = dict(os.environ) if env is None else env
@@ -197,6 +208,8 @@ class ResourceConfig(BaseModel):
             data["gatewayUrl"] = self.gatewayUrl
         if self.kacheryCloudDir:
             data["kacheryCloudDir"] = self.kacheryCloudDir
+        if self.kacheryDir:
+            data["kacheryDir"] = self.kacheryDir
         data.update({k: v for k, v in (self.model_extra or {}).items() if v is not None})
         return data
 
@@ -236,7 +249,7 @@ def parse_config(data: object, source: str = "config") -> ResourceConfig:
     # the old tool could write `kacheryZone: null`; treat null like absent
     cleaned = {k: v for k, v in data.items() if v is not None}
     for key in ("resourceName", "proxyUrl", "proxySecret", "kacheryZone", "gatewayUrl",
-                "kacheryCloudDir"):
+                "kacheryCloudDir", "kacheryDir"):
         if key in cleaned and not isinstance(cleaned[key], str):
             cleaned[key] = str(cleaned[key])
     try:

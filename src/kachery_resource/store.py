@@ -1,5 +1,10 @@
 """The kachery-cloud local store (``$KACHERY_CLOUD_DIR``), byte-compatible with 0.4.10.
 
+A store may look in other stores of the same layout when it lacks a hash (``also``): the
+daemon serves a kachery 2.x local store (``$KACHERY_DIR``, default ``~/.kachery``, what
+``kachery.store_file_local`` and ``link_file`` write) this way, its copies and linked
+files verified like the store's own.
+
 Layout::
 
     sha1/ab/cd/ef/<sha1>                   full copies
@@ -46,10 +51,11 @@ class LocalFile:
 class LocalStore:
     """Read and write a kachery-cloud local store rooted at ``root``."""
 
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, also: Iterable[Path | str] = ()) -> None:
         self.root = Path(root)
         self._root = str(self.root)
         self._multi_user = os.environ.get("KACHERY_CLOUD_MULTI_USER") == "1"
+        self.also = [LocalStore(other) for other in also if Path(other) != self.root]
 
     @classmethod
     def from_env(cls) -> LocalStore:
@@ -68,10 +74,10 @@ class LocalStore:
         return f"{self._root}/{folder}/{a}/{b}/{c}/{h}"
 
     def has(self, sha1: str) -> bool:
-        """Answer, with at most two stats, whether there is a store copy or a link record."""
-        return os.path.exists(self._key_path("sha1", sha1)) or os.path.exists(
-            self._key_path("linked_files/sha1", sha1)
-        )
+        """Answer, with at most two stats per store, whether there is a copy or a link record."""
+        return (os.path.exists(self._key_path("sha1", sha1))
+                or os.path.exists(self._key_path("linked_files/sha1", sha1))
+                or any(other.has(sha1) for other in self.also))
 
     def hash_cache_path(self, path: Path) -> Path:
         key = hashlib.sha1(str(path).encode("utf-8")).hexdigest()
@@ -108,13 +114,29 @@ class LocalStore:
         return record if isinstance(record, dict) else None
 
     def resolve(self, sha1: str, *, verify_linked: bool = True) -> LocalFile | None:
-        """Find the file holding ``sha1``: the store copy, else a still-valid linked file.
+        """Find the file holding ``sha1``: the store copy, else a still-valid linked file,
+        else the same in the ``also`` stores.
 
-        Returns None when neither exists. Raises FileChangedError when a linked file
-        exists but no longer holds those bytes (size, mtime or, if ``verify_linked``
-        and only mtime moved, the hash differ); the caller must never upload it.
+        Returns None when none exists. Raises FileChangedError when a linked file exists
+        but no longer holds those bytes (size, mtime or, if ``verify_linked`` and only
+        mtime moved, the hash differ) and no other store has them; the caller must never
+        upload it.
         """
         sha1 = ensure_sha1_hex(sha1)
+        changed: FileChangedError | None = None
+        for store in (self, *self.also):
+            try:
+                found = store._resolve_here(sha1, verify_linked)
+            except FileChangedError as exc:
+                changed = changed or exc
+                continue
+            if found is not None:
+                return found
+        if changed is not None:
+            raise changed
+        return None
+
+    def _resolve_here(self, sha1: str, verify_linked: bool) -> LocalFile | None:
         copy = self.find_copy(sha1)
         if copy is not None:
             st = copy.stat()

@@ -287,3 +287,29 @@ def test_unregistered_client_is_refused(stack: Stack, tmp_path: Path) -> None:
     assert out.returncode == 4, out
     assert f"does not know this daemon's client id {stranger.client_id}" in out.stderr
     assert "KACHERY_RESOURCE_URL" not in out.stdout
+
+
+def test_files_of_a_kachery_2_local_store_are_served_verified(stack: Stack, tmp_path: Path) -> None:
+    """``kachery.store_file_local`` writes ``$KACHERY_DIR/sha1/ab/cd/ef/<sha1>``: the daemon
+    serves those copies too, and never uploads one whose bytes are not its hash."""
+    ka_dir = tmp_path / "dot-kachery"
+    good = random_file(tmp_path / "good.bin", 120_000)
+    bad_bytes = os.urandom(50_000)
+    bad = random_file(tmp_path / "bad.bin", 50_000)  # stored under its hash, then corrupted
+    for sha1, source in ((good, tmp_path / "good.bin"), (bad, tmp_path / "bad.bin")):
+        dest = ka_dir / "sha1" / sha1[:2] / sha1[2:4] / sha1[4:6] / sha1
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(source.read_bytes() if sha1 == good else bad_bytes)
+    proc, _store = start_daemon(tmp_path / "d", "res-" + secrets.token_hex(4), stack.proxy_url,
+                                SECRET, stack.gateway_url, stack.keys,
+                                extra={"KACHERY_DIR": str(ka_dir)})
+    try:
+        status = request_file(proc.url, good)
+        assert status["status"] == "completed", (status, proc.text())
+        assert bucket_bytes(stack.gateway_url, good, stack.reader) == (tmp_path / "good.bin").read_bytes()
+        status = request_until_done(proc.url, bad)
+        assert status["status"] == "error", status
+        assert bucket_bytes(stack.gateway_url, bad, stack.reader) is None
+        wait_until(lambda: f"and the kachery 2.x store {ka_dir}" in proc.text())
+    finally:
+        proc.stop()

@@ -23,7 +23,8 @@ def store_here(config_path: Path = Path(CONFIG_FILE_NAME)) -> LocalStore:
     """The store ``share`` uses: the config's (``KACHERY_CLOUD_DIR`` wins) when there is a
     config here, else ``KACHERY_CLOUD_DIR`` / ``~/.kachery-cloud``."""
     if config_path.is_file():
-        return LocalStore(load_config(config_path).store_dir())
+        config = load_config(config_path)
+        return LocalStore(config.store_dir(), also=[config.kachery_dir()])
     return LocalStore.from_env()
 
 

@@ -178,6 +178,7 @@ def run_init(
     if kachery_cloud_dir is not None:
         answers["kacheryCloudDir"] = _directory(kachery_cloud_dir)
     _from_env(answers, "kacheryCloudDir", "KACHERY_CLOUD_DIR", kachery_cloud_dir, _directory)
+    _from_env(answers, "kacheryDir", "KACHERY_DIR", None, _directory)
     if answers.get("kacheryZone") == DEFAULT_ZONE:
         answers.pop("kacheryZone")
     config = parse_config(answers, str(config_path))

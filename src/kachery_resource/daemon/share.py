@@ -59,8 +59,9 @@ def say_where(config: ResourceConfig, store: LocalStore, env: dict[str, str] | N
     """Log which gateway and which store ``share`` uses, and where each setting came from;
     loudly when the gateway is the hosted default (a forgotten KACHERY_GATEWAY_URL)."""
     gateway, source = config.gateway_url(env), config.gateway_source(env)
-    log.info("gateway %s (%s); store %s (%s)", gateway, source, store.root,
-             config.store_source(env))
+    log.info("gateway %s (%s); store %s (%s)%s", gateway, source, store.root,
+             config.store_source(env),
+             "".join(f", and the kachery 2.x store {other.root}" for other in store.also))
     if gateway == DEFAULT_GATEWAY_URL and not config.gatewayUrl:
         log.warning("\n" + "!" * 78 + "\n!! no gateway is set: uploads go to the HOSTED DEFAULT "
                     f"gateway {DEFAULT_GATEWAY_URL}\n!! if your zone has its own gateway, set "
@@ -130,7 +131,7 @@ def run(config: ResourceConfig, store_dir: Path | None = None,
         state_dir: Path | None = None) -> None:
     """Check the config against the environment, then serve (blocking)."""
     config.check_zone_env()
-    store = LocalStore(store_dir or config.store_dir())
+    store = LocalStore(store_dir or config.store_dir(), also=[config.kachery_dir()])
     keys = require_keys(store.root, dict(os.environ))
     say_where(config, store)
     servers.run(serve(config, store, keys, config.gateway_url(), state_dir))
