@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -12,6 +14,7 @@ import click
 from ..config import CONFIG_FILE_NAME, load_config
 from ..store import LocalStore
 from .logs import setup_logging
+from .service import Unit
 from .state import state_dir_for
 
 CONFIG_OPTION = click.option(
@@ -154,5 +157,92 @@ def doctor_command(config_path: Path) -> None:
     sys.exit(1 if failed else 0)
 
 
+@click.group("service")
+def service_group() -> None:
+    """Run `share` for this directory as a service: a systemd user unit (Linux) or a launchd
+    agent (macOS), restarted on failure, logging to the journal. See docs/daemon.md."""
+
+
+def _service_options(f: Callable[..., None]) -> Callable[..., None]:
+    f = click.option("--platform", type=click.Choice(["linux", "darwin"]),
+                     default="darwin" if sys.platform == "darwin" else "linux", show_default=True,
+                     help="Which service manager to write for (systemd on linux, launchd on "
+                          "darwin).")(f)
+    f = click.option("--unit-dir", type=click.Path(file_okay=False, path_type=Path),
+                     help="Write the unit here and leave the service manager alone "
+                          "(default: ~/.config/systemd/user or ~/Library/LaunchAgents).")(f)
+    return CONFIG_OPTION(f)
+
+
+def _run_manager(unit: Unit, action: str) -> int:
+    from .service import manage, manager_problem
+
+    problem = manager_problem(unit.kind)
+    if problem is not None:
+        commands = " && ".join(" ".join(c) for c in manage(unit, action))
+        verb = {"install": "started", "uninstall": "stopped", "status": "asked"}[action]
+        click.echo(f"warning: {problem}, so the service was not {verb}; where it works, run: "
+                   f"{commands}", err=True)
+        return 1
+    for command in manage(unit, action):
+        code = subprocess.run(command).returncode
+        if code != 0:
+            click.echo(f"error: `{' '.join(command)}` failed (exit {code})", err=True)
+            return code
+    return 0
+
+
+def _unit_for(config_path: Path, platform: str, unit_dir: Path | None) -> Unit:
+    from .service import make_unit
+
+    return make_unit(load_config(config_path), config_path, platform=platform, unit_dir=unit_dir)
+
+
+@service_group.command("install")
+@_service_options
+@click.option("--dry-run", is_flag=True, help="Print the unit and where it would go; change nothing.")
+def service_install(config_path: Path, unit_dir: Path | None, platform: str, dry_run: bool) -> None:
+    """Write the unit for this directory's `share`, enable and start it."""
+    from .service import logs_hint
+
+    unit = _unit_for(config_path, platform, unit_dir)
+    if dry_run:
+        click.echo(f"# {unit.path}\n{unit.text}")
+        return
+    unit.path.parent.mkdir(parents=True, exist_ok=True)
+    unit.path.write_text(unit.text, encoding="utf-8")
+    click.echo(f"wrote {unit.path}", err=True)
+    if unit_dir is None:
+        if code := _run_manager(unit, "install"):
+            sys.exit(code)
+        click.echo(f"started {unit.name}; {logs_hint(unit)}", err=True)
+
+
+@service_group.command("uninstall")
+@_service_options
+def service_uninstall(config_path: Path, unit_dir: Path | None, platform: str) -> None:
+    """Stop and disable this directory's service and remove its unit."""
+    unit = _unit_for(config_path, platform, unit_dir)
+    if not unit.path.exists():
+        click.echo(f"error: no unit at {unit.path}", err=True)
+        sys.exit(1)
+    code = 0 if unit_dir is not None else _run_manager(unit, "uninstall")
+    unit.path.unlink()
+    click.echo(f"removed {unit.path}", err=True)
+    sys.exit(code)
+
+
+@service_group.command("status")
+@_service_options
+def service_status(config_path: Path, unit_dir: Path | None, platform: str) -> None:
+    """Whether the unit is installed, and what the service manager says about it."""
+    unit = _unit_for(config_path, platform, unit_dir)
+    if not unit.path.exists():
+        click.echo(f"not installed (no {unit.path}); run `kachery-resource service install`")
+        sys.exit(1)
+    click.echo(f"installed: {unit.path}")
+    sys.exit(_run_manager(unit, "status"))
+
+
 commands: list[click.Command] = [init_command, share_command, link_command, unlink_command,
-                                 status_command, doctor_command]
+                                 status_command, doctor_command, service_group]
