@@ -218,3 +218,20 @@ def test_public_error_cuts_paths_but_not_urls() -> None:
         "gateway http://127.0.0.1:9/api/x refused sha1://ab"
     assert public_error("cannot read /home/ann/data/x.bin: denied") == "cannot read …/x.bin: denied"
     assert public_error("file '/srv/a b/c d.h5' changed") == "file '…/c d.h5' changed"
+    path = Path("/home/ann/My Data/run 1.bin")
+    assert public_error(f"{path} became shorter while being uploaded", path) == \
+        "…/run 1.bin became shorter while being uploaded"
+
+
+async def test_an_upload_error_naming_the_file_reaches_the_client_without_its_folder() -> None:
+    path = Path("/home/ann/My Data/run 1.bin")
+
+    class ShrinkingUploader(FakeUploader):
+        async def upload(self, local: LocalFile, progress: Callable[[int], None]) -> bool:
+            raise FileChangedError(f"{local.path} became shorter while being uploaded")
+
+    async def resolve(sha1: str) -> LocalFile | None:
+        return LocalFile(sha1, path, 10, 0.0, linked=True)
+
+    status = await JobManager(resolve, ShrinkingUploader(), 1).request(H[0], 5)
+    assert status.error == "file changed: …/run 1.bin became shorter while being uploaded"

@@ -31,6 +31,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import FileChangedError, KacheryResourceError
@@ -56,9 +57,12 @@ class Uploader(Protocol):
         ...
 
 
-def public_error(text: str) -> str:
+def public_error(text: str, path: Path | None = None) -> str:
     """``text`` with every absolute path cut to its last component (``…/name``): remote
-    users see which file, never where it lives on the owner's machine."""
+    users see which file, never where it lives on the owner's machine. ``path``, the
+    job's file, is cut wherever it appears, spaces and all."""
+    if path is not None:
+        text = text.replace(str(path), f"…/{path.name}")
     return _ABS_PATH.sub("…/", _QUOTED_PATH.sub(r"\1…/\2\1", text))
 
 
@@ -79,6 +83,7 @@ class UploadJob:
     timestamp_completed: int | None = None
     error: str | None = None
     sent: bool = False  # bytes went to the bucket (not: it was there already)
+    path: Path | None = None  # the local file, once found
     done: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
 
@@ -91,7 +96,7 @@ class UploadJob:
 
     def finish(self, state: UploadState, error: str | None = None) -> None:
         self.state = state
-        self.error = None if error is None else public_error(error)
+        self.error = None if error is None else public_error(error, self.path)
         if state is UploadState.COMPLETED:
             self.timestamp_completed = now_ms()
             if self.size is not None:
@@ -199,7 +204,7 @@ class JobManager:
             if local is None:
                 job.finish(UploadState.NOT_FOUND)
                 return
-            path = local.path
+            path = job.path = local.path
             job.size = local.size
             sent = False
             if not (self._slots.locked() and await self._uploader.is_in_bucket(job.sha1)):
