@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from kachery_resource.daemon.state import read_state
 from kachery_resource.identity import ClientKeys
 from kachery_resource.store import LocalStore
 
@@ -106,6 +107,10 @@ def test_cold_requests_for_stored_and_linked_files(stack: Stack, daemon: tuple[S
         assert head["ChecksumSHA1"] == base64.b64encode(bytes.fromhex(sha1)).decode()
     staged = s3.list_objects_v2(Bucket=stack.s3.bucket, Prefix=f"{stack.prefix}/staging/")
     assert staged.get("KeyCount") == 0, staged.get("Contents")
+    # what `kachery-resource status` reads: three files served, their bytes uploaded
+    state_dir = tmp_path / "d" / ".kachery-resource"
+    wait_until(lambda: read_state(state_dir)["filesServed"] == 3)
+    assert read_state(state_dir)["bytesUploaded"] == 2_800_000
     # the log is written in batches (within 0.2 s)
     wait_until(lambda: f"upload sha1://{linked_sha1} size=2500000 completed" in proc.text())
     wait_until(lambda: f"sha1://{stored_sha1} size=300000 → completed" in proc.text())

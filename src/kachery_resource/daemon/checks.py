@@ -115,6 +115,20 @@ async def _initialize(config: ResourceConfig, session: aiohttp.ClientSession) ->
         return ws.close_code or 0
 
 
+GATEWAY_FIX = ("check gatewayUrl (`kachery-resource init --gateway-url`) or KACHERY_GATEWAY_URL, "
+               "and that the gateway runs")
+
+
+async def check_gateway_answers(gateway_url: str, session: aiohttp.ClientSession) -> Check:
+    """Only whether the gateway answers (what can be checked without client keys)."""
+    try:
+        status, _ = await _get(session, f"{gateway_url}/api/info")
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        return Check("gateway", False, f"cannot reach {gateway_url}: {connection_problem(exc)}",
+                     GATEWAY_FIX)
+    return Check("gateway", True, f"{gateway_url} answers (HTTP {status})")
+
+
 async def check_gateway(config: ResourceConfig, keys: ClientKeys, gateway_url: str,
                         session: aiohttp.ClientSession) -> list[Check]:
     """The gateway answers, knows the zone, and lets this client upload."""
@@ -125,8 +139,7 @@ async def check_gateway(config: ResourceConfig, keys: ClientKeys, gateway_url: s
         await gateway.info()
         info = await gateway.client_info()
     except TransientError as exc:
-        return [Check("gateway", False, str(exc), "check gatewayUrl (`kachery-resource init "
-                      "--gateway-url`) or KACHERY_GATEWAY_URL, and that the gateway runs")]
+        return [Check("gateway", False, str(exc), GATEWAY_FIX)]
     except GatewayError as exc:
         fix = ("set kacheryZone to one of the gateway's zones (`kachery-resource init --zone`)"
                if exc.status == 404 else "check gatewayUrl and kacheryZone")

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import sys
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -222,7 +223,10 @@ class ProxyConnection:
     def _announce(self) -> None:
         if not self._announced:
             self._announced = True
-            print(f"KACHERY_RESOURCE_URL={self.config.resource_url}", flush=True)
+            # one write, line and newline together: a log line on a shared stderr cannot
+            # land inside it (print writes the newline separately)
+            sys.stdout.write(f"KACHERY_RESOURCE_URL={self.config.resource_url}\n")
+            sys.stdout.flush()
 
     async def _receive_loop(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         async for msg in ws:

@@ -13,6 +13,7 @@ from .checks import (
     Check,
     check_clock,
     check_gateway,
+    check_gateway_answers,
     check_links,
     check_proxy,
     check_store,
@@ -20,14 +21,18 @@ from .checks import (
 from .state import live_state
 
 
-async def run_checks(config: ResourceConfig, keys: ClientKeys, state_dir: Path, *,
+async def run_checks(config: ResourceConfig, keys: ClientKeys | None, state_dir: Path, *,
                      doctor: bool) -> list[Check]:
-    """The network checks (``init``), and with ``doctor`` the clocks and linked files."""
+    """The network checks (``init``), and with ``doctor`` the clocks. Without keys the
+    gateway is only asked whether it answers."""
     gateway_url = config.gateway_url()
     connected = bool(live_state(state_dir).get("connected"))
     async with aiohttp.ClientSession() as session:
         checks = await check_proxy(config, session, connected)
-        checks += await check_gateway(config, keys, gateway_url, session)
+        if keys is not None:
+            checks += await check_gateway(config, keys, gateway_url, session)
+        else:
+            checks.append(await check_gateway_answers(gateway_url, session))
         if doctor:
             checks.append(await check_clock("proxy", f"{config.proxyUrl}/api/info", session))
             checks.append(await check_clock("gateway", f"{gateway_url}/api/info", session))
@@ -45,6 +50,6 @@ async def diagnose(config: ResourceConfig, state_dir: Path) -> list[Check]:
                             "KACHERY_CLOUD_PRIVATE_KEY)"))
     else:
         checks.append(Check("client keys", True, f"client id {keys.client_id}"))
-        checks += await run_checks(config, keys, state_dir, doctor=True)
+    checks += await run_checks(config, keys, state_dir, doctor=True)
     checks.append(check_links(store_dir))
     return checks

@@ -91,7 +91,7 @@ async def serve(config: ResourceConfig, store: LocalStore, keys: ClientKeys, gat
 
         uploader = GatewayUploader(
             gateway, multipart=MultipartUploader(gateway, multipart_settings, journal))
-        state = ShareState(state_dir or Path(".kachery-resource"), proxyUrl=config.proxyUrl,
+        state = ShareState(state_dir, proxyUrl=config.proxyUrl,
                            resourceName=config.resourceName, zone=config.zone,
                            gatewayUrl=gateway_url, storeDir=str(store.root))
         jobs = JobManager(resolve, uploader, config.maxConcurrentUploads,

@@ -39,8 +39,8 @@ def state_file(state_dir: Path) -> Path:
 class ShareState:
     """The live state of one ``share`` process, written to its state file."""
 
-    def __init__(self, state_dir: Path, **facts: Any) -> None:
-        self.path = state_file(state_dir)
+    def __init__(self, state_dir: Path | None, **facts: Any) -> None:
+        self.path = None if state_dir is None else state_file(state_dir)  # None: not written
         self.facts = {"pid": os.getpid(), "startedAt": time.time(), **facts}
         self.connected = False
         self.connected_since: float | None = None
@@ -53,6 +53,7 @@ class ShareState:
 
     # -- events ----------------------------------------------------------------------
     def connection(self, connected: bool, why: str) -> None:
+        """The proxy connection came up, or went down (``why``)."""
         if connected and not self.connected:
             self.connected_since = time.time()
         self.connected = connected
@@ -79,7 +80,7 @@ class ShareState:
     def publish(self) -> None:
         """Write the state now if it changed (atomically: readers see old or new)."""
         data = self.snapshot()
-        if data == self._written:
+        if self.path is None or data == self._written:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
@@ -95,7 +96,7 @@ class ShareState:
 
     def remove(self) -> None:
         with contextlib.suppress(OSError):
-            if read_state(self.path.parent).get("pid") == os.getpid():
+            if self.path and read_state(self.path.parent).get("pid") == os.getpid():
                 self.path.unlink()
 
 
