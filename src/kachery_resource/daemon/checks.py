@@ -27,7 +27,8 @@ from ..env_proxy import proxy_for
 from ..errors import GatewayError, connection_problem
 from ..identity import ClientKeys
 from ..messages import Initialize, dumps
-from .connection import REFUSAL_HINTS, websocket_url
+from .connection import websocket_url
+from .refusals import REFUSAL_HINTS
 from .upload import GatewayClient, TransientError
 
 EMPTY_SHA1 = "da39a3ee5e6b4b0d3255bfef95601890afd80709"

@@ -38,6 +38,13 @@ from ..messages import Initialize, UploadState, dumps
 from ..uri import parse_sha1_uri
 from .jobs import JobManager
 from .logs import log_request
+from .refusals import (
+    CLOSE_NAME_TAKEN,
+    CLOSE_REPLACED,
+    CLOSE_UNAUTHORIZED,
+    CLOSE_ZONE,
+    REFUSAL_HINTS,
+)
 from .wire import read_request, response_json
 
 log = logging.getLogger("kachery_resource.daemon")
@@ -46,7 +53,6 @@ HEARTBEAT_SEC = 20.0
 ACK_TIMEOUT_SEC = 15.0
 PROBE_INTERVAL_SEC = 0.5  # while a refused proxy is away: how often to check its port
 NAME_TAKEN_GRACE_SEC = 75.0  # > the proxy's heartbeat timeout (45 s by default)
-CLOSE_UNAUTHORIZED, CLOSE_NAME_TAKEN, CLOSE_ZONE, CLOSE_REPLACED = 4001, 4002, 4003, 4009
 
 
 def websocket_url(proxy_url: str) -> str:
@@ -285,23 +291,6 @@ class ProxyConnection:
         state = f"error: {error}" if error else status.get("status", "-") if status else "-"
         log_request(request_id, uri, status.get("size", "-") if status else "-", state,
                     time.monotonic() - t0)
-
-
-#: what to check when the proxy closes instead of acknowledging, by close code
-REFUSAL_HINTS = {
-    4001: "the proxy did not accept proxySecret: it must equal the proxy's PROXY_SECRET (or be "
-          "the token issued for this resource name); fix it with `kachery-resource init`",
-    4002: "another daemon already serves this resource name on the proxy: stop it, or choose "
-          "another name with `kachery-resource init` (a per-resource token from the proxy's "
-          "admin, as proxySecret, takes the name over)",
-    4003: "the proxy serves another zone: check kacheryZone in the config and KACHERY_ZONE",
-    4004: "the proxy could not take the daemon, for the reason given; the daemon keeps trying "
-          "(if the reason is about the message format, upgrade the older of proxy and daemon)",
-    4008: "the proxy got no initialize in time (a slow or congested link); the daemon keeps trying",
-    4009: "two daemons serve this resource: stop the other one (`kachery-resource status` "
-          "there), or give each its own resource name",
-    0: "check the resource name, proxySecret, zone, and that no other daemon serves this name",
-}
 
 
 def _is_refused(exc: BaseException) -> bool:
