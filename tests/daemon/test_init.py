@@ -20,6 +20,7 @@ def env(kc_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     monkeypatch.delenv("KACHERY_CLOUD_CLIENT_ID", raising=False)
     monkeypatch.delenv("KACHERY_CLOUD_PRIVATE_KEY", raising=False)
     monkeypatch.delenv("KACHERY_GATEWAY_URL", raising=False)
+    monkeypatch.delenv("KACHERY_DIR", raising=False)
     return {"KACHERY_CLOUD_DIR": str(kc_dir)}
 
 

@@ -16,7 +16,8 @@ from .live import live_gateway, live_proxy, register
 
 @pytest.fixture
 def env(kc_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    for name in ("KACHERY_CLOUD_CLIENT_ID", "KACHERY_CLOUD_PRIVATE_KEY", "KACHERY_ZONE"):
+    for name in ("KACHERY_CLOUD_CLIENT_ID", "KACHERY_CLOUD_PRIVATE_KEY", "KACHERY_ZONE",
+                 "KACHERY_GATEWAY_URL", "KACHERY_DIR"):
         monkeypatch.delenv(name, raising=False)
     return {"KACHERY_CLOUD_DIR": str(kc_dir)}
 

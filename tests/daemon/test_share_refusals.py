@@ -14,7 +14,8 @@ CONFIG = "resourceName: r1\nkacheryZone: z1\nproxyUrl: http://127.0.0.1:9\nproxy
 
 @pytest.fixture
 def env(kc_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    for name in ("KACHERY_CLOUD_CLIENT_ID", "KACHERY_CLOUD_PRIVATE_KEY", "KACHERY_ZONE"):
+    for name in ("KACHERY_CLOUD_CLIENT_ID", "KACHERY_CLOUD_PRIVATE_KEY", "KACHERY_ZONE",
+                 "KACHERY_GATEWAY_URL", "KACHERY_DIR"):
         monkeypatch.delenv(name, raising=False)
     return {"KACHERY_CLOUD_DIR": str(kc_dir), "KACHERY_GATEWAY_URL": "http://127.0.0.1:9"}
 

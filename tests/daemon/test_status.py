@@ -76,7 +76,8 @@ def test_a_state_file_left_by_a_dead_share_is_not_running(tmp_path: Path) -> Non
 
 @pytest.fixture
 def doctor_env(kc_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    for name in ("KACHERY_CLOUD_CLIENT_ID", "KACHERY_CLOUD_PRIVATE_KEY", "KACHERY_ZONE"):
+    for name in ("KACHERY_CLOUD_CLIENT_ID", "KACHERY_CLOUD_PRIVATE_KEY", "KACHERY_ZONE",
+                 "KACHERY_GATEWAY_URL", "KACHERY_DIR"):
         monkeypatch.delenv(name, raising=False)
     return {"KACHERY_CLOUD_DIR": str(kc_dir)}
 
