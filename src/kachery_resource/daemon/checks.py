@@ -5,7 +5,8 @@
   acknowledged, then closed at once; skipped while this directory's ``share`` is
   connected, which proves it and must not be disturbed);
 - the gateway answers, knows the zone, has this client registered, with upload rights
-  (an ``initiateFileUpload`` of the empty file, which sends nothing);
+  (an ``initiateFileUpload`` of the empty file: no bytes are sent, though a gateway may
+  store the empty file itself);
 - (``doctor``) the clocks of the proxy and the gateway agree with ours (their HTTP
   ``Date`` header), and linked files are unchanged since they were linked.
 """
