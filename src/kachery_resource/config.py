@@ -9,12 +9,14 @@ it wrote loads unchanged::
     proxyUrl: https://proxy.example.org
     proxySecret: s3cret
 
-New keys are optional. Unknown keys are kept (and written back) so a newer file still
-loads in an older version of this tool.
+New keys are optional. The keys below (:data:`KNOWN_KEYS`) are the whole table: any other
+key is refused with an error naming it and the nearest valid key, so a misspelled
+setting never passes silently (the old tool wrote only the first five, so its files load).
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
@@ -76,6 +78,13 @@ def check_positive_int(value: object) -> int:
     return number
 
 
+#: the large-upload keys, validated by the daemon's upload settings (docs/daemon.md)
+UPLOAD_KEYS = frozenset({
+    "multipartThreshold", "multipartPartSize", "multipartParallelParts",
+    "multipartParallelBodies", "uploadStallSec", "multipartPartTries", "multipartHashLocally",
+})
+
+
 class ResourceConfig(BaseModel):
     """Every setting of ``kachery-resource share``; the single table of settings."""
 
@@ -95,6 +104,15 @@ class ResourceConfig(BaseModel):
     gatewayUrl: str | None = Field(
         default=None,
         description="zone gateway; env KACHERY_GATEWAY_URL overrides; default the public gateway",
+    )
+    kacheryCloudDir: str | None = Field(
+        default=None,
+        description="the kachery-cloud store; env KACHERY_CLOUD_DIR overrides; default ~/.kachery-cloud",
+    )
+    kacheryDir: str | None = Field(
+        default=None,
+        description="a kachery 2.x local store also served; env KACHERY_DIR overrides; "
+                    "default ~/.kachery",
     )
 
     @field_validator("resourceName")
@@ -141,6 +159,32 @@ class ResourceConfig(BaseModel):
         except ValueError as exc:
             raise ConfigError(f"{exc}; fix KACHERY_GATEWAY_URL or gatewayUrl") from None
 
+    def gateway_source(self, env: dict[str, str] | None = None) -> str:
+        """Where :meth:`gateway_url` came from: the environment, the file, or the default."""
+        env = dict(os.environ) if env is None else env
+        if env.get("KACHERY_GATEWAY_URL"):
+            return "from KACHERY_GATEWAY_URL"
+        return "from kachery-resource.yaml" if self.gatewayUrl else "the hosted default"
+
+    def store_dir(self, env: dict[str, str] | None = None) -> Path:
+        """The store: env ``KACHERY_CLOUD_DIR``, else ``kacheryCloudDir``, else ~/.kachery-cloud."""
+        env = dict(os.environ) if env is None else env
+        value = env.get("KACHERY_CLOUD_DIR") or self.kacheryCloudDir
+        return Path(value).expanduser() if value else Path.home() / ".kachery-cloud"
+
+    def kachery_dir(self, env: dict[str, str] | None = None) -> Path:
+        """The kachery 2.x store: env ``KACHERY_DIR``, else ``kacheryDir``, else ~/.kachery."""
+        env = dict(os.environ) if env is None else env
+        value = env.get("KACHERY_DIR") or self.kacheryDir
+        return Path(value).expanduser() if value else Path.home() / ".kachery"
+
+    def store_source(self, env: dict[str, str] | None = None) -> str:
+        """Where :meth:`store_dir` came from."""
+        env = dict(os.environ) if env is None else env
+        if env.get("KACHERY_CLOUD_DIR"):
+            return "from KACHERY_CLOUD_DIR"
+        return "from kachery-resource.yaml" if self.kacheryCloudDir else "the default"
+
     def check_zone_env(self, env: dict[str, str] | None = None) -> None:
         """Raise ConfigError when ``KACHERY_ZONE`` names a different zone than the config."""
         env = dict(os.environ) if env is None else env
@@ -162,6 +206,10 @@ class ResourceConfig(BaseModel):
             data["proxySecret"] = self.proxySecret
         if self.gatewayUrl:
             data["gatewayUrl"] = self.gatewayUrl
+        if self.kacheryCloudDir:
+            data["kacheryCloudDir"] = self.kacheryCloudDir
+        if self.kacheryDir:
+            data["kacheryDir"] = self.kacheryDir
         data.update({k: v for k, v in (self.model_extra or {}).items() if v is not None})
         return data
 
@@ -173,15 +221,35 @@ def _first_error(exc: ValidationError) -> str:
     return f"{where}: {msg}" if where else msg
 
 
+#: every key kachery-resource.yaml may hold
+KNOWN_KEYS = frozenset(ResourceConfig.model_fields) | UPLOAD_KEYS
+
+
+def check_known_keys(data: dict[Any, Any], source: str = "config") -> None:
+    """Raise ConfigError naming every key that is not a setting, with the nearest valid one."""
+    problems = []
+    for key in data:
+        if key in KNOWN_KEYS:
+            continue
+        near = difflib.get_close_matches(str(key), sorted(KNOWN_KEYS), n=1, cutoff=0.6)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        problems.append(f"unknown key {str(key)!r}{hint}")
+    if problems:
+        raise ConfigError(f"{source}: {'; '.join(problems)}; the valid keys are listed in "
+                          "docs/daemon.md (kachery-resource.yaml)")
+
+
 def parse_config(data: object, source: str = "config") -> ResourceConfig:
     """Validate a loaded YAML mapping; raise ConfigError that names the bad key."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source} must be a YAML mapping of settings")
+    check_known_keys(data, source)
     # the old tool could write `kacheryZone: null`; treat null like absent
     cleaned = {k: v for k, v in data.items() if v is not None}
-    for key in ("resourceName", "proxyUrl", "proxySecret", "kacheryZone", "gatewayUrl"):
+    for key in ("resourceName", "proxyUrl", "proxySecret", "kacheryZone", "gatewayUrl",
+                "kacheryCloudDir", "kacheryDir"):
         if key in cleaned and not isinstance(cleaned[key], str):
             cleaned[key] = str(cleaned[key])
     try:

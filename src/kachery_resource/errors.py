@@ -67,6 +67,13 @@ class ProtocolError(KacheryResourceError):
     """Raised when a peer sends a message that does not follow the protocol."""
 
 
+class ProxyRefusedError(ProtocolError):
+    """Raised when the proxy refuses the daemon for a reason retrying cannot cure (a wrong
+    secret, a name held by another credential, another zone); the message names the fix."""
+
+    exit_code = 2
+
+
 class RemoteError(KacheryResourceError):
     """Raised when a server answers with an error; ``status`` is the HTTP status if any."""
 

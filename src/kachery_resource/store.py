@@ -1,5 +1,10 @@
 """The kachery-cloud local store (``$KACHERY_CLOUD_DIR``), byte-compatible with 0.4.10.
 
+A store may look in other stores of the same layout when it lacks a hash (``also``): the
+daemon serves a kachery 2.x local store (``$KACHERY_DIR``, default ``~/.kachery``, what
+``kachery.store_file_local`` and ``link_file`` write) this way, its copies and linked
+files verified like the store's own.
+
 Layout::
 
     sha1/ab/cd/ef/<sha1>                   full copies
@@ -14,7 +19,7 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,10 +51,11 @@ class LocalFile:
 class LocalStore:
     """Read and write a kachery-cloud local store rooted at ``root``."""
 
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, also: Iterable[Path | str] = ()) -> None:
         self.root = Path(root)
         self._root = str(self.root)
         self._multi_user = os.environ.get("KACHERY_CLOUD_MULTI_USER") == "1"
+        self.also = [LocalStore(other) for other in also if Path(other) != self.root]
 
     @classmethod
     def from_env(cls) -> LocalStore:
@@ -68,10 +74,10 @@ class LocalStore:
         return f"{self._root}/{folder}/{a}/{b}/{c}/{h}"
 
     def has(self, sha1: str) -> bool:
-        """Answer, with at most two stats, whether there is a store copy or a link record."""
-        return os.path.exists(self._key_path("sha1", sha1)) or os.path.exists(
-            self._key_path("linked_files/sha1", sha1)
-        )
+        """Answer, with at most two stats per store, whether there is a copy or a link record."""
+        return (os.path.exists(self._key_path("sha1", sha1))
+                or os.path.exists(self._key_path("linked_files/sha1", sha1))
+                or any(other.has(sha1) for other in self.also))
 
     def hash_cache_path(self, path: Path) -> Path:
         key = hashlib.sha1(str(path).encode("utf-8")).hexdigest()
@@ -108,13 +114,29 @@ class LocalStore:
         return record if isinstance(record, dict) else None
 
     def resolve(self, sha1: str, *, verify_linked: bool = True) -> LocalFile | None:
-        """Find the file holding ``sha1``: the store copy, else a still-valid linked file.
+        """Find the file holding ``sha1``: the store copy, else a still-valid linked file,
+        else the same in the ``also`` stores.
 
-        Returns None when neither exists. Raises FileChangedError when a linked file
-        exists but no longer holds those bytes (size, mtime or, if ``verify_linked``
-        and only mtime moved, the hash differ); the caller must never upload it.
+        Returns None when none exists. Raises FileChangedError when a linked file exists
+        but no longer holds those bytes (size, mtime or, if ``verify_linked`` and only
+        mtime moved, the hash differ) and no other store has them; the caller must never
+        upload it.
         """
         sha1 = ensure_sha1_hex(sha1)
+        changed: FileChangedError | None = None
+        for store in (self, *self.also):
+            try:
+                found = store._resolve_here(sha1, verify_linked)
+            except FileChangedError as exc:
+                changed = changed or exc
+                continue
+            if found is not None:
+                return found
+        if changed is not None:
+            raise changed
+        return None
+
+    def _resolve_here(self, sha1: str, verify_linked: bool) -> LocalFile | None:
         copy = self.find_copy(sha1)
         if copy is not None:
             st = copy.stat()
@@ -128,28 +150,30 @@ class LocalStore:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise FileChangedError(f"linked file {path} for sha1://{sha1} cannot be read: {exc}") from exc
+            raise FileChangedError(f"linked file {str(path)!r} for sha1://{sha1} cannot be read: {exc}") from exc
         if st.st_size != record.get("size"):
             raise FileChangedError(
-                f"linked file {path} changed since it was linked as sha1://{sha1} "
+                f"linked file {str(path)!r} changed since it was linked as sha1://{sha1} "
                 f"(size {record.get('size')} → {st.st_size}); link it again"
             )
         if st.st_mtime != record.get("mtime"):
             if not verify_linked:
                 raise FileChangedError(
-                    f"linked file {path} was modified since it was linked as sha1://{sha1}; link it again"
+                    f"linked file {str(path)!r} was modified since it was linked as sha1://{sha1}; link it again"
                 )
             actual, _ = sha1_of_file(path)
             if actual != sha1:
                 raise FileChangedError(
-                    f"linked file {path} no longer has sha1 {sha1} (now {actual}); link it again"
+                    f"linked file {str(path)!r} no longer has sha1 {sha1} (now {actual}); link it again"
                 )
             self._write_link_record(sha1, path, st.st_size, st.st_mtime)
         return LocalFile(sha1, path, st.st_size, st.st_mtime, linked=True)
 
     # -- hashing with the shared cache ---------------------------------------------
-    def compute_sha1(self, path: Path | str) -> str:
-        """sha1 of a file, using and filling kachery-cloud's cache for files > 1 MB."""
+    def compute_sha1(self, path: Path | str,
+                     progress: Callable[[int], None] | None = None) -> str:
+        """sha1 of a file, using and filling kachery-cloud's cache for files > 1 MB;
+        ``progress`` is told the bytes hashed as they are (not for a cache hit)."""
         path = Path(os.path.abspath(path))
         st = path.stat()
         cached = st.st_size > HASH_CACHE_MIN_SIZE
@@ -160,7 +184,7 @@ class LocalStore:
                     return ensure_sha1_hex(rec.get("sha1"))
             except (OSError, ValueError, StoreError):
                 pass
-        sha1, size = sha1_of_file(path)
+        sha1, size = sha1_of_file(path, progress=progress)
         if cached:
             record = {"path": str(path), "size": size, "mtime": st.st_mtime, "sha1": sha1}
             self._write_text_atomic(self.hash_cache_path(path), json.dumps(record))

@@ -9,6 +9,7 @@ import pytest
 
 from kachery_resource.config import (
     DEFAULT_GATEWAY_URL,
+    UPLOAD_KEYS,
     ResourceConfig,
     load_config,
     parse_config,
@@ -54,9 +55,33 @@ def test_old_file_without_zone_or_limit_uses_defaults(tmp_path: Path) -> None:
     assert parse_config({**cfg.to_yaml_dict(), "kacheryZone": None}).zone == "default"
 
 
-def test_unknown_keys_are_kept(tmp_path: Path) -> None:
-    cfg = parse_config({"resourceName": "r", "proxyUrl": "http://p", "futureKey": [1, 2]})
-    assert cfg.to_yaml_dict()["futureKey"] == [1, 2]
+def test_a_misspelled_key_is_an_error_naming_the_nearest_key(tmp_path: Path) -> None:
+    path = tmp_path / "kachery-resource.yaml"
+    path.write_text(OLD_FILE + "multipartTreshold: 1000\nfutureKey: [1, 2]\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    text = str(caught.value)
+    assert "unknown key 'multipartTreshold' (did you mean 'multipartThreshold'?)" in text
+    assert "unknown key 'futureKey'" in text  # every unknown key, not only the first
+    with pytest.raises(ConfigError, match="did you mean 'proxySecret'"):
+        parse_config({"resourceName": "r", "proxyUrl": "http://p", "proxySecrit": "x"})
+
+
+def test_upload_keys_are_the_upload_settings() -> None:
+    from kachery_resource.daemon.multipart import MultipartSettings
+
+    aliases = {f.alias for f in MultipartSettings.model_fields.values()}
+    assert aliases == set(UPLOAD_KEYS)
+    cfg = parse_config({"resourceName": "r", "proxyUrl": "http://p", "multipartPartTries": 3})
+    assert MultipartSettings.from_mapping(cfg.model_extra).part_tries == 3
+
+
+def test_store_dir_env_wins_over_the_file() -> None:
+    cfg = ResourceConfig(resourceName="r", proxyUrl="http://p", kacheryCloudDir="/data/kc")
+    assert str(cfg.store_dir({})) == "/data/kc"
+    assert cfg.store_source({}) == "from kachery-resource.yaml"
+    assert str(cfg.store_dir({"KACHERY_CLOUD_DIR": "/other"})) == "/other"
+    assert cfg.store_source({"KACHERY_CLOUD_DIR": "/other"}) == "from KACHERY_CLOUD_DIR"
 
 
 @pytest.mark.parametrize("data, words", [

@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestServer
 from kachery_resource.config import ResourceConfig
 from kachery_resource.daemon.connection import ProxyConnection, websocket_url
 from kachery_resource.daemon.jobs import JobManager
+from kachery_resource.errors import ProxyRefusedError
 from kachery_resource.store import LocalFile
 
 HAVE = "a" * 40
@@ -205,17 +206,15 @@ def test_websocket_url(proxy_url: str, ws_url: str) -> None:
     assert websocket_url(proxy_url) == ws_url
 
 
-@pytest.mark.parametrize(("code", "hint"), [
-    (4001, "the proxy did not accept proxySecret"),
-    (4002, "another daemon already serves this resource name"),
-    (4003, "the proxy serves another zone"),
-    (4008, "the proxy got no initialize in time"),
-])
-async def test_a_refusal_says_what_to_fix(code: int, hint: str, caplog: pytest.LogCaptureFixture) -> None:
+async def refusing_proxy(code: int, *, acknowledge: bool = False) -> TestServer:
+    """A stand-in proxy that closes every daemon's socket with ``code`` (after an
+    acknowledge if asked, as a takeover does)."""
     async def refuse(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         await ws.receive_json()
+        if acknowledge:
+            await ws.send_json({"type": "acknowledge"})
         await ws.close(code=code, message=b"refused")
         return ws
 
@@ -223,6 +222,47 @@ async def test_a_refusal_says_what_to_fix(code: int, hint: str, caplog: pytest.L
     app.router.add_get("/", refuse)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
+    return server
+
+
+@pytest.mark.parametrize(("code", "grace", "hint"), [
+    (4001, 75.0, "the proxy did not accept proxySecret"),
+    (4003, 75.0, "the proxy serves another zone"),
+    (4002, 0.0, "another daemon already serves this resource name"),
+])
+async def test_a_refusal_retrying_cannot_cure_ends_the_daemon(code: int, grace: float,
+                                                               hint: str) -> None:
+    server = await refusing_proxy(code)
+    config = ResourceConfig(resourceName="res1", proxyUrl=str(server.make_url("")).rstrip("/"),
+                            proxySecret="sec")
+    async with aiohttp.ClientSession() as session:
+        conn = ProxyConnection(config, JobManager(resolve, NoUploads(), 2), session,
+                               name_taken_grace_sec=grace)
+        with pytest.raises(ProxyRefusedError) as caught:
+            await asyncio.wait_for(conn.run_forever(), 20)
+    await server.close()
+    assert f"(code {code}: refused); {hint}" in str(caught.value)
+    assert ProxyRefusedError.exit_code != 0
+
+
+async def test_a_takeover_ends_the_replaced_daemon() -> None:
+    server = await refusing_proxy(4009, acknowledge=True)
+    config = ResourceConfig(resourceName="res1", proxyUrl=str(server.make_url("")).rstrip("/"),
+                            proxySecret="tok")
+    async with aiohttp.ClientSession() as session:
+        conn = ProxyConnection(config, JobManager(resolve, NoUploads(), 2), session)
+        with pytest.raises(ProxyRefusedError, match="two daemons serve this resource"):
+            await asyncio.wait_for(conn.run_forever(), 20)
+    await server.close()
+
+
+@pytest.mark.parametrize(("code", "hint"), [
+    (4002, "another daemon already serves this resource name"),  # within the grace period
+    (4008, "the proxy got no initialize in time"),
+])
+async def test_a_refusal_that_may_heal_is_retried_with_one_line(
+        code: int, hint: str, caplog: pytest.LogCaptureFixture) -> None:
+    server = await refusing_proxy(code)
     config = ResourceConfig(resourceName="res1", proxyUrl=str(server.make_url("")).rstrip("/"),
                             proxySecret="sec")
     async with aiohttp.ClientSession() as session:
@@ -232,11 +272,14 @@ async def test_a_refusal_says_what_to_fix(code: int, hint: str, caplog: pytest.L
             if "instead of acknowledging" in caplog.text:
                 break
             await asyncio.sleep(0.01)
+        assert not task.done()  # still trying
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     await server.close()
-    line = next(r.getMessage() for r in caplog.records if "instead of acknowledging" in r.getMessage())
-    assert f"(code {code}: refused); {hint}" in line
+    lines = [r.getMessage() for r in caplog.records if "instead of acknowledging" in r.getMessage()]
+    assert f"(code {code}: refused); {hint}" in lines[0]
+    assert "retrying in" in lines[0]  # one line per attempt, with the delay
+    assert not any(r.getMessage().startswith("reconnecting") for r in caplog.records)
 
 
 async def test_an_unreachable_proxy_is_one_readable_line(caplog: pytest.LogCaptureFixture) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from kachery_resource.daemon.state import read_state
 from kachery_resource.identity import ClientKeys
 from kachery_resource.store import LocalStore
 
@@ -106,6 +107,10 @@ def test_cold_requests_for_stored_and_linked_files(stack: Stack, daemon: tuple[S
         assert head["ChecksumSHA1"] == base64.b64encode(bytes.fromhex(sha1)).decode()
     staged = s3.list_objects_v2(Bucket=stack.s3.bucket, Prefix=f"{stack.prefix}/staging/")
     assert staged.get("KeyCount") == 0, staged.get("Contents")
+    # what `kachery-resource status` reads: three files served, their bytes uploaded
+    state_dir = tmp_path / "d" / ".kachery-resource"
+    wait_until(lambda: read_state(state_dir)["filesServed"] == 3)
+    assert read_state(state_dir)["bytesUploaded"] == 2_800_000
     # the log is written in batches (within 0.2 s)
     wait_until(lambda: f"upload sha1://{linked_sha1} size=2500000 completed" in proc.text())
     wait_until(lambda: f"sha1://{stored_sha1} size=300000 → completed" in proc.text())
@@ -287,3 +292,29 @@ def test_unregistered_client_is_refused(stack: Stack, tmp_path: Path) -> None:
     assert out.returncode == 4, out
     assert f"does not know this daemon's client id {stranger.client_id}" in out.stderr
     assert "KACHERY_RESOURCE_URL" not in out.stdout
+
+
+def test_files_of_a_kachery_2_local_store_are_served_verified(stack: Stack, tmp_path: Path) -> None:
+    """``kachery.store_file_local`` writes ``$KACHERY_DIR/sha1/ab/cd/ef/<sha1>``: the daemon
+    serves those copies too, and never uploads one whose bytes are not its hash."""
+    ka_dir = tmp_path / "dot-kachery"
+    good = random_file(tmp_path / "good.bin", 120_000)
+    bad_bytes = os.urandom(50_000)
+    bad = random_file(tmp_path / "bad.bin", 50_000)  # stored under its hash, then corrupted
+    for sha1, source in ((good, tmp_path / "good.bin"), (bad, tmp_path / "bad.bin")):
+        dest = ka_dir / "sha1" / sha1[:2] / sha1[2:4] / sha1[4:6] / sha1
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(source.read_bytes() if sha1 == good else bad_bytes)
+    proc, _store = start_daemon(tmp_path / "d", "res-" + secrets.token_hex(4), stack.proxy_url,
+                                SECRET, stack.gateway_url, stack.keys,
+                                extra={"KACHERY_DIR": str(ka_dir)})
+    try:
+        status = request_file(proc.url, good)
+        assert status["status"] == "completed", (status, proc.text())
+        assert bucket_bytes(stack.gateway_url, good, stack.reader) == (tmp_path / "good.bin").read_bytes()
+        status = request_until_done(proc.url, bad)
+        assert status["status"] == "error", status
+        assert bucket_bytes(stack.gateway_url, bad, stack.reader) is None
+        wait_until(lambda: f"and the kachery 2.x store {ka_dir}" in proc.text())
+    finally:
+        proc.stop()

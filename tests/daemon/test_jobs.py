@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -178,3 +179,59 @@ async def test_absent_hash_answers_not_found_without_a_job() -> None:
     assert (await jobs.request(H[0], 1)).status is UploadState.COMPLETED
     assert resolve.calls == [H[0]]
     await jobs.close()
+
+
+@pytest.mark.parametrize("case", ["changed", "unreadable"])
+async def test_remote_users_never_see_the_owners_paths(tmp_path: Path, kc_dir: Path,
+                                                       case: str) -> None:
+    from kachery_resource.store import LocalStore
+
+    folder = tmp_path / "My Lab Data" / "secret project"
+    folder.mkdir(parents=True)
+    path = folder / "session 1.nwb"
+    path.write_bytes(b"recording")
+    store = LocalStore(kc_dir)
+    sha1 = store.link(path)
+    if case == "changed":
+        path.write_bytes(b"recording, longer now")
+    else:
+        record = {"path": str(folder), "size": 9, "mtime": 0, "sha1": sha1}  # a directory
+        store.link_record_path(sha1).write_text(json.dumps(record))
+
+    async def resolve(h: str) -> LocalFile | None:
+        return store.resolve(h)
+
+    finished: list[str] = []
+    jobs = JobManager(resolve, FakeUploader(), 2, on_finished=lambda j: finished.append(j.state))
+    status = await jobs.request(sha1, 5)
+    assert status.status == UploadState.ERROR
+    error = str(status.error)
+    assert str(tmp_path) not in error and "My Lab Data" not in error, error
+    assert "session 1.nwb" in error or case == "unreadable"
+    assert finished == [UploadState.ERROR]
+
+
+def test_public_error_cuts_paths_but_not_urls() -> None:
+    from kachery_resource.daemon.jobs import public_error
+
+    assert public_error("gateway http://127.0.0.1:9/api/x refused sha1://ab") == \
+        "gateway http://127.0.0.1:9/api/x refused sha1://ab"
+    assert public_error("cannot read /home/ann/data/x.bin: denied") == "cannot read …/x.bin: denied"
+    assert public_error("file '/srv/a b/c d.h5' changed") == "file '…/c d.h5' changed"
+    path = Path("/home/ann/My Data/run 1.bin")
+    assert public_error(f"{path} became shorter while being uploaded", path) == \
+        "…/run 1.bin became shorter while being uploaded"
+
+
+async def test_an_upload_error_naming_the_file_reaches_the_client_without_its_folder() -> None:
+    path = Path("/home/ann/My Data/run 1.bin")
+
+    class ShrinkingUploader(FakeUploader):
+        async def upload(self, local: LocalFile, progress: Callable[[int], None]) -> bool:
+            raise FileChangedError(f"{local.path} became shorter while being uploaded")
+
+    async def resolve(sha1: str) -> LocalFile | None:
+        return LocalFile(sha1, path, 10, 0.0, linked=True)
+
+    status = await JobManager(resolve, ShrinkingUploader(), 1).request(H[0], 5)
+    assert status.error == "file changed: …/run 1.bin became shorter while being uploaded"

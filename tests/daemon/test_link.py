@@ -64,7 +64,8 @@ def test_link_cli_manifest(tmp_path: Path, kc_dir: Path, fmt: str) -> None:
         cli, ["link", str(tmp_path / "data"), str(single), "--manifest", str(manifest),
               "--format", fmt], env={"KACHERY_CLOUD_DIR": str(kc_dir)})
     assert result.exit_code == 0, result.output
-    assert "linked 6 files (6 hashed, 0 unchanged, 0 failed)" in result.output
+    size = sum(p.stat().st_size for p in [*files, single])
+    assert f"linked 6 files, {size} B (6 hashed: {size} B, 0 unchanged, 0 failed)" in result.output
     lines = manifest.read_text().splitlines()
     expected = {str(p): f"sha1://{h}" for p, h in files.items()}
     expected[str(single)] = f"sha1://{hashlib.sha1(b'x').hexdigest()}"
@@ -115,3 +116,38 @@ def test_link_manifest_inside_the_tree_is_not_linked(tmp_path: Path, kc_dir: Pat
     listed = dict(line.split("\t") for line in manifest.read_text().splitlines())
     assert listed == {str(p): f"sha1://{h}" for p, h in files.items()}  # not the manifest itself
     assert not list((tmp_path / "data").glob(".*partial"))
+
+
+def test_unlink_removes_the_records_of_a_moved_tree(tmp_path: Path, kc_dir: Path) -> None:
+    files = make_tree(tmp_path / "data", 4)
+    keep = tmp_path / "keep.txt"
+    keep.write_text("kept")
+    env = {"KACHERY_CLOUD_DIR": str(kc_dir)}
+    assert CliRunner().invoke(cli, ["link", str(tmp_path / "data"), str(keep)], env=env).exit_code == 0
+    store = LocalStore(kc_dir)
+    (tmp_path / "data").rename(tmp_path / "moved")  # the old path is gone
+    result = CliRunner().invoke(cli, ["unlink", str(tmp_path / "data")], env=env)
+    assert result.exit_code == 0, result.output
+    assert "unlinked 4 files" in result.output
+    assert all(store.read_link_record(sha1) is None for sha1 in files.values())
+    assert not any(store.has(sha1) for sha1 in files.values())  # no longer offered
+    assert store.resolve(store.compute_sha1(keep)) is not None  # other links stay
+    one = CliRunner().invoke(cli, ["unlink", str(keep)], env=env)
+    assert one.exit_code == 0 and "unlinked 1 file\n" in one.output  # not "1 files"
+    again = CliRunner().invoke(cli, ["unlink", str(keep)], env=env)
+    assert again.exit_code == 1 and "nothing is linked at or under" in again.output
+    # linking the moved tree again hashes it anew (the index forgot the old paths)
+    relinked = CliRunner().invoke(cli, ["link", str(tmp_path / "moved")], env=env)
+    assert "(4 hashed" in relinked.output
+
+
+def test_link_reports_bytes_hashed_as_they_are(tmp_path: Path, kc_dir: Path) -> None:
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(3 * 1024 * 1024 + 5))
+    seen: list[int] = []
+    totals: list[tuple[int, int]] = []
+    report = link_paths([big], LocalStore(kc_dir), on_bytes=seen.append,
+                        on_total=lambda n, b: totals.append((n, b)))
+    assert totals == [(1, big.stat().st_size)]
+    assert len(seen) >= 3 and sum(seen) == big.stat().st_size  # block by block, not at the end
+    assert report.summary().startswith("linked 1 file, 3.0 MiB (1 hashed: 3.0 MiB")

@@ -1,9 +1,12 @@
-"""CLI commands of the resource daemon: ``init``, ``share``, ``link``."""
+"""CLI commands of the resource daemon: ``init``, ``share``, ``link``, ``unlink``,
+``status``, ``doctor``, ``service``."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -11,13 +14,21 @@ import click
 from ..config import CONFIG_FILE_NAME, load_config
 from ..store import LocalStore
 from .logs import setup_logging
+from .service import Unit
+from .state import state_dir_for
 
-STATE_DIR_NAME = ".kachery-resource"
+CONFIG_OPTION = click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+    default=CONFIG_FILE_NAME, show_default=True, help="Config written by `init`.")
 
 
-def state_dir_for(config_path: Path) -> Path:
-    """The daemon's own state (the upload journal): ``.kachery-resource/`` beside the config."""
-    return config_path.resolve().parent / STATE_DIR_NAME
+def store_here(config_path: Path = Path(CONFIG_FILE_NAME)) -> LocalStore:
+    """The store ``share`` uses: the config's (``KACHERY_CLOUD_DIR`` wins) when there is a
+    config here, else ``KACHERY_CLOUD_DIR`` / ``~/.kachery-cloud``."""
+    if config_path.is_file():
+        config = load_config(config_path)
+        return LocalStore(config.store_dir(), also=[config.kachery_dir()])
+    return LocalStore.from_env()
 
 
 @click.command("init")
@@ -29,17 +40,27 @@ def state_dir_for(config_path: Path) -> Path:
               help="Uploads at once (default 2).")
 @click.option("--proxy-url", help="URL of the kachery-resource proxy.")
 @click.option("--proxy-secret", help="Proxy secret (prompted hidden if omitted).")
-@click.option("--gateway-url", help="Zone gateway URL (optional; '.' removes it).")
+@click.option("--gateway-url", help="Zone gateway URL ('.' removes it). Default: "
+              "$KACHERY_GATEWAY_URL if set (recorded), else the existing file's.")
+@click.option("--kachery-cloud-dir", help="The store ('.' removes it). Default: "
+              "$KACHERY_CLOUD_DIR if set (recorded), else the existing file's.")
 @click.option("-y", "--defaults", "use_defaults", is_flag=True,
               help="Take unspecified values from the existing file/defaults without prompting.")
+@click.option("--check/--no-check", default=True, show_default=True,
+              help="Check the store, proxy, secret, gateway, zone and upload rights before "
+                   "writing.")
 def init_command(config_path: Path, name: str | None, zone: str | None, max_uploads: str | None,
                  proxy_url: str | None, proxy_secret: str | None, gateway_url: str | None,
-                 use_defaults: bool) -> None:
-    """Write kachery-resource.yaml (asks for what flags do not give) and ensure client keys."""
+                 kachery_cloud_dir: str | None, use_defaults: bool, check: bool) -> None:
+    """Write kachery-resource.yaml (asks for what flags do not give) and ensure client keys.
+
+    KACHERY_GATEWAY_URL and KACHERY_CLOUD_DIR, when set, are recorded in the file, so that
+    `share` in a new shell uses them too (the environment still wins when set)."""
     from .setup import run_init
 
     run_init(config_path, name=name, zone=zone, max_uploads=max_uploads, proxy_url=proxy_url,
-             proxy_secret=proxy_secret, gateway_url=gateway_url, use_defaults=use_defaults)
+             proxy_secret=proxy_secret, gateway_url=gateway_url, use_defaults=use_defaults,
+             kachery_cloud_dir=kachery_cloud_dir, check=check)
 
 
 @click.command("share")
@@ -73,7 +94,7 @@ def link_command(paths: tuple[Path, ...], manifest: Path | None, fmt: str,
         problem = "does not exist" if not manifest.parent.is_dir() else "is not writable"
         raise click.BadParameter(f"the directory {manifest.parent} {problem}",
                                  param_hint="'--manifest'")
-    report = link_with_progress(list(paths), LocalStore.from_env(), workers)
+    report = link_with_progress(list(paths), store_here(), workers)
     if manifest is None:
         write_manifest(report.files, sys.stdout, fmt)
     else:
@@ -83,11 +104,145 @@ def link_command(paths: tuple[Path, ...], manifest: Path | None, fmt: str,
         os.replace(partial, manifest)
     for path, message in report.errors:
         click.echo(f"error: {path}: {message}", err=True)
-    click.echo(f"linked {len(report.files)} files ({report.hashed} hashed, "
-               f"{len(report.files) - report.hashed} unchanged, {len(report.errors)} failed) "
-               f"in {report.seconds:.1f} s", err=True)
+    click.echo(report.summary(), err=True)
     if report.errors:
         sys.exit(1)
 
 
-commands: list[click.Command] = [init_command, share_command, link_command]
+@click.command("unlink")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+def unlink_command(paths: tuple[Path, ...]) -> None:
+    """Remove the link records of files or whole trees (moved or deleted ones too), so that
+    they are no longer offered. The files themselves are not touched."""
+    from .link import plural, unlink_paths
+
+    counts = unlink_paths(list(paths), store_here())
+    for path, removed in counts.items():
+        if removed == 0:
+            click.echo(f"error: nothing is linked at or under {path}", err=True)
+    total = sum(counts.values())
+    click.echo(f"unlinked {plural(total, 'file')}", err=True)
+    if 0 in counts.values():
+        sys.exit(1)
+
+
+@click.command("status")
+@CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
+def status_command(config_path: Path, as_json: bool) -> None:
+    """Whether this directory's `share` runs and is connected, since when, through which
+    proxy, files served, uploads in flight, recent failures. Exit 0 when connected, 1 not."""
+    import json
+
+    from .status import render, status_of
+
+    status = status_of(state_dir_for(config_path))
+    click.echo(json.dumps(status, indent=1) if as_json else "\n".join(render(status)))
+    sys.exit(0 if status.get("connected") else 1)
+
+
+@click.command("doctor")
+@CONFIG_OPTION
+def doctor_command(config_path: Path) -> None:
+    """Check everything `share` needs (store, keys, proxy and secret, gateway, zone, upload
+    rights, clocks, linked files): one line per check with its fix; exit 0 only if all pass."""
+    from .. import servers
+    from .doctor import diagnose
+
+    checks = servers.run(diagnose(load_config(config_path), state_dir_for(config_path)))
+    for item in checks:
+        click.echo(item.line())
+    failed = sum(1 for c in checks if not c.ok)
+    click.echo(f"{len(checks) - failed} of {len(checks)} checks passed", err=True)
+    sys.exit(1 if failed else 0)
+
+
+@click.group("service")
+def service_group() -> None:
+    """Run `share` for this directory as a service: a systemd user unit (Linux) or a launchd
+    agent (macOS), restarted on failure, logging to the journal. See docs/daemon.md."""
+
+
+def _service_options(f: Callable[..., None]) -> Callable[..., None]:
+    f = click.option("--platform", type=click.Choice(["linux", "darwin"]),
+                     default="darwin" if sys.platform == "darwin" else "linux", show_default=True,
+                     help="Which service manager to write for (systemd on linux, launchd on "
+                          "darwin).")(f)
+    f = click.option("--unit-dir", type=click.Path(file_okay=False, path_type=Path),
+                     help="Write the unit here and leave the service manager alone "
+                          "(default: ~/.config/systemd/user or ~/Library/LaunchAgents).")(f)
+    return CONFIG_OPTION(f)
+
+
+def _run_manager(unit: Unit, action: str) -> int:
+    from .service import manage, manager_problem
+
+    problem = manager_problem(unit.kind)
+    if problem is not None:
+        commands = " && ".join(" ".join(c) for c in manage(unit, action))
+        verb = {"install": "started", "uninstall": "stopped", "status": "asked"}[action]
+        click.echo(f"warning: {problem}, so the service was not {verb}; where it works, run: "
+                   f"{commands}", err=True)
+        return 1
+    for command in manage(unit, action):
+        code = subprocess.run(command).returncode
+        if code != 0:
+            click.echo(f"error: `{' '.join(command)}` failed (exit {code})", err=True)
+            return code
+    return 0
+
+
+def _unit_for(config_path: Path, platform: str, unit_dir: Path | None) -> Unit:
+    from .service import make_unit
+
+    return make_unit(load_config(config_path), config_path, platform=platform, unit_dir=unit_dir)
+
+
+@service_group.command("install")
+@_service_options
+@click.option("--dry-run", is_flag=True, help="Print the unit and where it would go; change nothing.")
+def service_install(config_path: Path, unit_dir: Path | None, platform: str, dry_run: bool) -> None:
+    """Write the unit for this directory's `share`, enable and start it."""
+    from .service import logs_hint
+
+    unit = _unit_for(config_path, platform, unit_dir)
+    if dry_run:
+        click.echo(f"# {unit.path}\n{unit.text}")
+        return
+    unit.path.parent.mkdir(parents=True, exist_ok=True)
+    unit.path.write_text(unit.text, encoding="utf-8")
+    click.echo(f"wrote {unit.path}", err=True)
+    if unit_dir is None:
+        if code := _run_manager(unit, "install"):
+            sys.exit(code)
+        click.echo(f"started {unit.name}; {logs_hint(unit)}", err=True)
+
+
+@service_group.command("uninstall")
+@_service_options
+def service_uninstall(config_path: Path, unit_dir: Path | None, platform: str) -> None:
+    """Stop and disable this directory's service and remove its unit."""
+    unit = _unit_for(config_path, platform, unit_dir)
+    if not unit.path.exists():
+        click.echo(f"error: no unit at {unit.path}", err=True)
+        sys.exit(1)
+    code = 0 if unit_dir is not None else _run_manager(unit, "uninstall")
+    unit.path.unlink()
+    click.echo(f"removed {unit.path}", err=True)
+    sys.exit(code)
+
+
+@service_group.command("status")
+@_service_options
+def service_status(config_path: Path, unit_dir: Path | None, platform: str) -> None:
+    """Whether the unit is installed, and what the service manager says about it."""
+    unit = _unit_for(config_path, platform, unit_dir)
+    if not unit.path.exists():
+        click.echo(f"not installed (no {unit.path}); run `kachery-resource service install`")
+        sys.exit(1)
+    click.echo(f"installed: {unit.path}")
+    sys.exit(_run_manager(unit, "status"))
+
+
+commands: list[click.Command] = [init_command, share_command, link_command, unlink_command,
+                                 status_command, doctor_command, service_group]

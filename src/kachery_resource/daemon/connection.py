@@ -8,6 +8,12 @@ v1 peers too. After a close the daemon waits 1 s, 2 s, 4 s … up to 30 s (with 
 and tries again; a successful acknowledge resets the delay. While nothing listens at
 the proxy's address (connection refused) the port is checked every 0.5 s during that
 wait, so a restarted proxy has its daemons back within about a second.
+
+A refusal that retrying cannot cure ends the daemon (:class:`ProxyRefusedError`, whose
+message names the fix): a wrong secret (close code 4001), another zone (4003), the name
+taken over by another daemon with its token (4009), and the name held by another
+connection (4002) once that has lasted :data:`NAME_TAKEN_GRACE_SEC` (the proxy may still
+hold this daemon's own previous connection until its heartbeat drops it).
 """
 
 from __future__ import annotations
@@ -16,8 +22,10 @@ import asyncio
 import contextlib
 import logging
 import random
+import sys
 import time
 import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -25,11 +33,18 @@ import orjson
 
 from ..config import ResourceConfig
 from ..env_proxy import proxy_for
-from ..errors import InvalidUriError, ProtocolError, connection_problem
+from ..errors import InvalidUriError, ProtocolError, ProxyRefusedError, connection_problem
 from ..messages import Initialize, UploadState, dumps
 from ..uri import parse_sha1_uri
 from .jobs import JobManager
 from .logs import log_request
+from .refusals import (
+    CLOSE_NAME_TAKEN,
+    CLOSE_REPLACED,
+    CLOSE_UNAUTHORIZED,
+    CLOSE_ZONE,
+    REFUSAL_HINTS,
+)
 from .wire import read_request, response_json
 
 log = logging.getLogger("kachery_resource.daemon")
@@ -37,6 +52,7 @@ log = logging.getLogger("kachery_resource.daemon")
 HEARTBEAT_SEC = 20.0
 ACK_TIMEOUT_SEC = 15.0
 PROBE_INTERVAL_SEC = 0.5  # while a refused proxy is away: how often to check its port
+NAME_TAKEN_GRACE_SEC = 75.0  # > the proxy's heartbeat timeout (45 s by default)
 
 
 def websocket_url(proxy_url: str) -> str:
@@ -75,6 +91,8 @@ class ProxyConnection:
         session: aiohttp.ClientSession,
         *,
         heartbeat_sec: float = HEARTBEAT_SEC,
+        name_taken_grace_sec: float = NAME_TAKEN_GRACE_SEC,
+        on_state: Callable[[bool, str], None] | None = None,
     ) -> None:
         self.config = config
         self.jobs = jobs
@@ -84,18 +102,26 @@ class ProxyConnection:
         self.protocol = 1
         self._tasks: set[asyncio.Task[None]] = set()
         self.backoff = Backoff()
+        self._name_taken_grace = name_taken_grace_sec
+        self._name_taken_since: float | None = None
+        self._on_state = on_state or (lambda connected, why: None)
 
     async def run_forever(self) -> None:
-        """Connect, serve, and reconnect after every failure; returns only when cancelled."""
+        """Connect, serve, and reconnect after every failure that may heal; returns only when
+        cancelled, raises ProxyRefusedError for a refusal that retrying cannot cure."""
         while True:
             refused = False
             try:
-                await self._serve_once()
+                why = await self._serve_once()
+            except ProxyRefusedError as exc:
+                self._on_state(False, str(exc))
+                raise
             except (aiohttp.ClientError, OSError, TimeoutError, ProtocolError) as exc:
                 refused = _is_refused(exc)
-                log.warning("proxy %s: %s", self.config.proxyUrl, _describe(exc))
+                why = _describe(exc)
+            self._on_state(False, why)
             delay = self.backoff.next_delay()
-            log.info("reconnecting to the proxy in %.1f s", delay)
+            log.warning("proxy %s: %s; retrying in %.1f s", self.config.proxyUrl, why, delay)
             if refused:
                 await self._wait_for_listener(delay)
             else:
@@ -137,7 +163,8 @@ class ProxyConnection:
         protocols = info.get("protocols") if isinstance(info, dict) else None
         return 2 if isinstance(protocols, list) and 2 in protocols else 1
 
-    async def _serve_once(self) -> None:
+    async def _serve_once(self) -> str:
+        """Connect and serve until the connection ends; what ended it."""
         self.protocol = await self.negotiate()
         url = websocket_url(self.config.proxyUrl)
         log.debug("connecting to %s (protocol %d)", url, self.protocol)
@@ -154,20 +181,31 @@ class ProxyConnection:
             await ws.send_str(dumps(init))
             await self._wait_for_acknowledge(ws)
             self.backoff.reset()
+            self._name_taken_since = None
             self._announce()
+            self._on_state(True, "")
             try:
                 await self._receive_loop(ws)
             finally:
                 for task in list(self._tasks):
                     task.cancel()
-            log.warning("proxy closed the connection (code %s)", ws.close_code)
+            if ws.close_code == CLOSE_REPLACED:
+                raise ProxyRefusedError(
+                    f"the proxy {self.config.proxyUrl} gave the name {self.config.resourceName!r} "
+                    "to another daemon holding this resource's token (close code 4009); "
+                    + REFUSAL_HINTS[CLOSE_REPLACED])
+            return f"the proxy closed the connection (code {ws.close_code})"
 
     async def _wait_for_acknowledge(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         msg = await ws.receive(timeout=ACK_TIMEOUT_SEC)
         if msg.type != aiohttp.WSMsgType.TEXT:
-            reason = f" (code {ws.close_code}{': ' + str(msg.extra) if msg.extra else ''})"
-            raise ProtocolError(f"the proxy closed the connection instead of acknowledging{reason}; "
-                                + REFUSAL_HINTS.get(ws.close_code or 0, REFUSAL_HINTS[0]))
+            code = ws.close_code or 0
+            reason = f" (code {code}{': ' + str(msg.extra) if msg.extra else ''})"
+            text = (f"the proxy {self.config.proxyUrl} closed the connection instead of "
+                    f"acknowledging{reason}; " + REFUSAL_HINTS.get(code, REFUSAL_HINTS[0]))
+            if code in (CLOSE_UNAUTHORIZED, CLOSE_ZONE) or self._name_taken_too_long(code):
+                raise ProxyRefusedError(text)
+            raise ProtocolError(text)
         try:
             data = orjson.loads(msg.data)
         except ValueError:
@@ -178,10 +216,23 @@ class ProxyConnection:
         log.info("connected to proxy %s as %r (protocol %d)", self.config.proxyUrl,
                  self.config.resourceName, self.protocol)
 
+    def _name_taken_too_long(self, code: int) -> bool:
+        """A 4002 refusal: true once it has lasted the grace period (before that, the name
+        may be held by this daemon's own previous connection, not yet dropped)."""
+        if code != CLOSE_NAME_TAKEN:
+            return False
+        now = time.monotonic()
+        if self._name_taken_since is None:
+            self._name_taken_since = now
+        return now - self._name_taken_since >= self._name_taken_grace
+
     def _announce(self) -> None:
         if not self._announced:
             self._announced = True
-            print(f"KACHERY_RESOURCE_URL={self.config.resource_url}", flush=True)
+            # one write, line and newline together: a log line on a shared stderr cannot
+            # land inside it (print writes the newline separately)
+            sys.stdout.write(f"KACHERY_RESOURCE_URL={self.config.resource_url}\n")
+            sys.stdout.flush()
 
     async def _receive_loop(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         async for msg in ws:
@@ -240,20 +291,6 @@ class ProxyConnection:
         state = f"error: {error}" if error else status.get("status", "-") if status else "-"
         log_request(request_id, uri, status.get("size", "-") if status else "-", state,
                     time.monotonic() - t0)
-
-
-#: what to check when the proxy closes instead of acknowledging, by close code
-REFUSAL_HINTS = {
-    4001: "the proxy did not accept proxySecret: it must equal the proxy's PROXY_SECRET (or be "
-          "the token issued for this resource name); fix it with `kachery-resource init`",
-    4002: "another daemon already serves this resource name on the proxy: stop it, or choose "
-          "another name with `kachery-resource init`",
-    4003: "the proxy serves another zone: check kacheryZone in the config and KACHERY_ZONE",
-    4004: "the proxy could not take the daemon, for the reason given; the daemon keeps trying "
-          "(if the reason is about the message format, upgrade the older of proxy and daemon)",
-    4008: "the proxy got no initialize in time (a slow or congested link); the daemon keeps trying",
-    0: "check the resource name, proxySecret, zone, and that no other daemon serves this name",
-}
 
 
 def _is_refused(exc: BaseException) -> bool:

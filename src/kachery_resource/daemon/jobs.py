@@ -17,6 +17,9 @@ object that exists), so a cold request makes one gateway round trip fewer.
 
 Finished NOT_FOUND/ERROR jobs are forgotten at once (the next request looks again);
 COMPLETED jobs are remembered for ``keep_completed_sec`` so repeated polls answer at once.
+
+Errors go to remote users without the owner's absolute paths (:func:`public_error`: a
+path is cut to its last component); the daemon's own log keeps them whole.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import FileChangedError, KacheryResourceError
@@ -34,6 +39,8 @@ from ..messages import UploadState, UploadStatus
 from ..store import LocalFile
 
 log = logging.getLogger("kachery_resource.daemon")
+_QUOTED_PATH = re.compile(r"""(['"])/(?:[^'"\n]*/)?([^'"/\n]*)\1""")
+_ABS_PATH = re.compile(r"(?<![\w:/.~])/(?:[^\s/'\"(),;:]+/)+(?=[^\s/'\"(),;:]*)")
 NOT_FOUND: dict[str, Any] = {"status": UploadState.NOT_FOUND.value}
 
 Resolver = Callable[[str], Awaitable[LocalFile | None]]
@@ -48,6 +55,15 @@ class Uploader(Protocol):
     async def upload(self, local: LocalFile, progress: Callable[[int], None]) -> bool:
         """Upload ``local``; False when the gateway already had it (nothing sent)."""
         ...
+
+
+def public_error(text: str, path: Path | None = None) -> str:
+    """``text`` with every absolute path cut to its last component (``…/name``): remote
+    users see which file, never where it lives on the owner's machine. ``path``, the
+    job's file, is cut wherever it appears, spaces and all."""
+    if path is not None:
+        text = text.replace(str(path), f"…/{path.name}")
+    return _ABS_PATH.sub("…/", _QUOTED_PATH.sub(r"\1…/\2\1", text))
 
 
 def now_ms() -> int:
@@ -66,6 +82,8 @@ class UploadJob:
     timestamp_started: int | None = None
     timestamp_completed: int | None = None
     error: str | None = None
+    sent: bool = False  # bytes went to the bucket (not: it was there already)
+    path: Path | None = None  # the local file, once found
     done: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
 
@@ -78,7 +96,7 @@ class UploadJob:
 
     def finish(self, state: UploadState, error: str | None = None) -> None:
         self.state = state
-        self.error = error
+        self.error = None if error is None else public_error(error, self.path)
         if state is UploadState.COMPLETED:
             self.timestamp_completed = now_ms()
             if self.size is not None:
@@ -113,6 +131,7 @@ class JobManager:
         *,
         keep_completed_sec: float = 60.0,
         is_absent: Callable[[str], bool] | None = None,
+        on_finished: Callable[[UploadJob], None] | None = None,
     ) -> None:
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be at least 1")
@@ -122,6 +141,7 @@ class JobManager:
         self._jobs: dict[str, UploadJob] = {}
         self._keep_completed_sec = keep_completed_sec
         self._is_absent = is_absent
+        self._on_finished = on_finished
         self.uploads_started = 0
         self.running = 0
         self.max_running_seen = 0
@@ -184,7 +204,7 @@ class JobManager:
             if local is None:
                 job.finish(UploadState.NOT_FOUND)
                 return
-            path = local.path
+            path = job.path = local.path
             job.size = local.size
             sent = False
             if not (self._slots.locked() and await self._uploader.is_in_bucket(job.sha1)):
@@ -194,6 +214,7 @@ class JobManager:
                         sent = await self._uploader.upload(local, job.add_progress)
                     finally:
                         self.running -= 1
+            job.sent = sent
             job.finish(UploadState.COMPLETED)
             if sent:
                 _log_upload(job, "completed", time.monotonic() - t0)
@@ -210,13 +231,16 @@ class JobManager:
             job.finish(UploadState.ERROR, str(exc))
             _log_upload(job, f"error: {exc}", time.monotonic() - t0)
         except OSError as exc:
-            job.finish(UploadState.ERROR, f"cannot read the file for sha1://{job.sha1} ({path}): {exc.strerror or exc}")
+            job.finish(UploadState.ERROR, f"cannot read the file for sha1://{job.sha1} ({str(path)!r}): "
+                                          f"{exc.strerror or exc}")
             _log_upload(job, f"error: {exc}", time.monotonic() - t0)
         except Exception as exc:  # a bug: report it to the client instead of hanging
             job.finish(UploadState.ERROR, f"internal error in the resource daemon: {exc!r}")
             log.exception("upload of sha1://%s failed unexpectedly", job.sha1)
         finally:
             self._forget_later(job)
+            if self._on_finished is not None and job.finished:
+                self._on_finished(job)
 
     def _mark_running(self, job: UploadJob) -> None:
         job.state = UploadState.RUNNING

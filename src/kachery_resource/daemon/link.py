@@ -46,6 +46,26 @@ class LinkReport:
     def hashed(self) -> int:
         return sum(1 for f in self.files if not f.unchanged)
 
+    def summary(self) -> str:
+        """``linked 3 files, 1.2 GiB (1 hashed: 3.0 MiB, 2 unchanged, 0 failed) in 0.4 s``."""
+        total = sum(f.size for f in self.files)
+        hashed = sum(f.size for f in self.files if not f.unchanged)
+        return (f"linked {plural(len(self.files), 'file')}, {mib(total)} ({self.hashed} hashed: "
+                f"{mib(hashed)}, {len(self.files) - self.hashed} unchanged, "
+                f"{len(self.errors)} failed) in {self.seconds:.1f} s")
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def mib(n: float) -> str:
+    """Bytes in the binary unit family of every progress display (KiB, MiB, GiB)."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n:.0f} B"
+
 
 class LinkIndex:
     """What this tool linked before: path → (size, mtime, sha1)."""
@@ -73,6 +93,9 @@ class LinkIndex:
 
     def commit(self) -> None:
         self._db.commit()
+
+    def forget(self, paths: list[str]) -> None:
+        self._db.executemany("DELETE FROM links WHERE path = ?", [(p,) for p in paths])
 
     def close(self) -> None:
         self._db.commit()
@@ -116,9 +139,13 @@ def link_paths(
     *,
     workers: int | None = None,
     on_file: Callable[[LinkedFile], None] | None = None,
-    on_total: Callable[[int], None] | None = None,
+    on_total: Callable[[int, int], None] | None = None,
+    on_bytes: Callable[[int], None] | None = None,
 ) -> LinkReport:
-    """Link every file under ``paths``; return what was linked and what failed."""
+    """Link every file under ``paths``; return what was linked and what failed.
+
+    ``on_total`` is told the files and the bytes to hash once the tree is walked;
+    ``on_bytes`` the bytes hashed as they are (from the hashing threads)."""
     t0 = time.monotonic()
     index = LinkIndex(store.root)
     files: list[LinkedFile] = []
@@ -138,10 +165,10 @@ def link_paths(
             else:
                 todo.append((path, st))
         if on_total:
-            on_total(len(files) + len(todo))
+            on_total(len(files) + len(todo), sum(st.st_size for _, st in todo))
         with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 2) * 2)) as pool:
             futures: list[tuple[str, Future[LinkedFile]]] = [
-                (p, pool.submit(_link_one, store, p)) for p, _ in todo
+                (p, pool.submit(_link_one, store, p, on_bytes)) for p, _ in todo
             ]
             for n, (path, fut) in enumerate(futures, 1):
                 try:
@@ -164,9 +191,10 @@ def _record_exists(records: str, sha1: str) -> bool:
     return os.path.exists(f"{records}/{sha1[0:2]}/{sha1[2:4]}/{sha1[4:6]}/{sha1}")
 
 
-def _link_one(store: LocalStore, path: str) -> LinkedFile:
+def _link_one(store: LocalStore, path: str,
+              on_bytes: Callable[[int], None] | None = None) -> LinkedFile:
     before = os.stat(path)
-    sha1 = store.compute_sha1(path)
+    sha1 = store.compute_sha1(path, on_bytes)
     after = os.stat(path)
     if (before.st_size, before.st_mtime) != (after.st_size, after.st_mtime):
         raise StoreError(f"{path} changed while it was being hashed; link it again")
@@ -185,17 +213,66 @@ def write_manifest(files: list[LinkedFile], out: TextIO, fmt: str) -> None:
 
 
 def link_with_progress(paths: list[Path], store: LocalStore, workers: int | None) -> LinkReport:
-    """:func:`link_paths` with a rich progress bar on stderr when it is a terminal."""
+    """:func:`link_paths` with progress on stderr when it is a terminal: files linked and
+    bytes hashed (MiB/GiB), shown from the start and refreshed 10 times a second."""
     if not sys.stderr.isatty():
         return link_paths(paths, store, workers=workers)
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
 
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("linking", total=None)
+                  DownloadColumn(binary_units=True), TransferSpeedColumn(), TimeRemainingColumn(),
+                  console=Console(stderr=True), transient=True, refresh_per_second=10) as bar:
+        files = bar.add_task("files", total=None)
+        hashed = bar.add_task("hashed", total=None)
+
+        def totals(n: int, nbytes: int) -> None:
+            bar.update(files, total=n)
+            bar.update(hashed, total=nbytes)
+
         return link_paths(
             paths, store, workers=workers,
-            on_file=lambda _f: bar.advance(task),
-            on_total=lambda n: bar.update(task, total=n),
+            on_file=lambda _f: bar.advance(files),
+            on_total=totals,
+            on_bytes=lambda n: bar.advance(hashed, n),
         )
+
+
+def _under(path: str, tops: list[str]) -> bool:
+    return any(path == top or path.startswith(top.rstrip("/") + "/") for top in tops)
+
+
+def unlink_paths(paths: list[Path], store: LocalStore) -> dict[str, int]:
+    """Remove the ``linked_files`` records of every file at or under ``paths`` (which need
+    not exist any more) and their index rows; the count removed per path given."""
+    tops = [os.path.abspath(p) for p in paths]
+    counts = dict.fromkeys(tops, 0)
+    gone: list[str] = []
+    for folder, _dirs, names in os.walk(store.root / "linked_files" / "sha1"):
+        for name in names:
+            record_path = os.path.join(folder, name)
+            try:
+                with open(record_path, encoding="utf-8") as f:
+                    linked = str(json.load(f).get("path", ""))
+            except (OSError, ValueError, AttributeError):
+                continue
+            for top in tops:
+                if _under(linked, [top]):
+                    os.unlink(record_path)
+                    counts[top] += 1
+                    gone.append(linked)
+                    break
+    index = LinkIndex(store.root)
+    try:
+        stale = [p for p in index.load() if _under(p, tops)]
+        index.forget(stale)
+    finally:
+        index.close()
+    return counts

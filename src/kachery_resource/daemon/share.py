@@ -12,14 +12,16 @@ from pathlib import Path
 import aiohttp
 
 from .. import servers
-from ..config import ResourceConfig
+from ..config import DEFAULT_GATEWAY_URL, ResourceConfig
 from ..errors import FileChangedError, GatewayError, KeysError
 from ..identity import ClientKeys, load_client_keys
+from ..messages import UploadState
 from ..store import LocalFile, LocalStore
 from .connection import ProxyConnection
-from .jobs import JobManager
+from .jobs import JobManager, UploadJob
 from .journal import UploadJournal
 from .multipart import MultipartSettings, MultipartUploader
+from .state import ShareState
 from .upload import GatewayClient, GatewayUploader, TransientError
 
 log = logging.getLogger("kachery_resource.daemon")
@@ -53,12 +55,26 @@ async def check_registration(gateway: GatewayClient) -> None:
     log.info("client %s is registered with %s", gateway.keys.client_id, gateway.url)
 
 
+def say_where(config: ResourceConfig, store: LocalStore, env: dict[str, str] | None = None) -> None:
+    """Log which gateway and which store ``share`` uses, and where each setting came from;
+    loudly when the gateway is the hosted default (a forgotten KACHERY_GATEWAY_URL)."""
+    gateway, source = config.gateway_url(env), config.gateway_source(env)
+    log.info("gateway %s (%s); store %s (%s)%s", gateway, source, store.root,
+             config.store_source(env),
+             "".join(f", and the kachery 2.x store {other.root}" for other in store.also))
+    if gateway == DEFAULT_GATEWAY_URL and not config.gatewayUrl:
+        log.warning("\n" + "!" * 78 + "\n!! no gateway is set: uploads go to the HOSTED DEFAULT "
+                    f"gateway {DEFAULT_GATEWAY_URL}\n!! if your zone has its own gateway, set "
+                    "gatewayUrl with `kachery-resource init --gateway-url URL` (or "
+                    "KACHERY_GATEWAY_URL)\n" + "!" * 78)
+
+
 async def serve(config: ResourceConfig, store: LocalStore, keys: ClientKeys, gateway_url: str,
                 state_dir: Path | None = None) -> None:
     """Run the daemon until SIGINT/SIGTERM; running uploads are aborted on the way out.
 
     ``state_dir`` holds the multipart upload journal (none: large uploads do not resume
-    after a crash).
+    after a crash) and the state ``kachery-resource status`` reads.
     """
     multipart_settings = MultipartSettings.from_mapping(config.model_extra)
     journal = UploadJournal.in_state_dir(state_dir) if state_dir is not None else None
@@ -75,13 +91,18 @@ async def serve(config: ResourceConfig, store: LocalStore, keys: ClientKeys, gat
 
         uploader = GatewayUploader(
             gateway, multipart=MultipartUploader(gateway, multipart_settings, journal))
+        state = ShareState(state_dir, proxyUrl=config.proxyUrl,
+                           resourceName=config.resourceName, zone=config.zone,
+                           gatewayUrl=gateway_url, storeDir=str(store.root))
         jobs = JobManager(resolve, uploader, config.maxConcurrentUploads,
-                          is_absent=lambda sha1: not store.has(sha1))
-        connection = ProxyConnection(config, jobs, session)
-        log.info("sharing %s as %r in zone %r (store %s, gateway %s, %d concurrent uploads)",
-                 config.proxyUrl, config.resourceName, config.zone, store.root, gateway_url,
-                 config.maxConcurrentUploads)
+                          is_absent=lambda sha1: not store.has(sha1),
+                          on_finished=lambda job: _account(state, job))
+        state.in_flight = lambda: jobs.running
+        connection = ProxyConnection(config, jobs, session, on_state=state.connection)
+        log.info("sharing %s as %r in zone %r (%d concurrent uploads)",
+                 config.proxyUrl, config.resourceName, config.zone, config.maxConcurrentUploads)
         main = asyncio.create_task(connection.run_forever())
+        publisher = asyncio.create_task(state.publish_forever()) if state_dir else None
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, main.cancel)
@@ -91,15 +112,26 @@ async def serve(config: ResourceConfig, store: LocalStore, keys: ClientKeys, gat
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
+            if publisher is not None:
+                publisher.cancel()
+                state.remove()
             await jobs.close()
             uploader.close()
             log.info("stopped")
+
+
+def _account(state: ShareState, job: UploadJob) -> None:
+    if job.state is UploadState.COMPLETED:
+        state.served((job.size or 0) if job.sent else 0)
+    elif job.state is UploadState.ERROR and job.error:
+        state.failed(f"sha1://{job.sha1}", job.error)
 
 
 def run(config: ResourceConfig, store_dir: Path | None = None,
         state_dir: Path | None = None) -> None:
     """Check the config against the environment, then serve (blocking)."""
     config.check_zone_env()
-    store = LocalStore(store_dir) if store_dir else LocalStore.from_env()
+    store = LocalStore(store_dir or config.store_dir(), also=[config.kachery_dir()])
     keys = require_keys(store.root, dict(os.environ))
+    say_where(config, store)
     servers.run(serve(config, store, keys, config.gateway_url(), state_dir))
