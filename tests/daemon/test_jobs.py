@@ -66,12 +66,21 @@ def resolver(known: dict[str, int], changed: set[str] | None = None):  # type: i
     return resolve
 
 
+async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
+    """Wait until ``condition()`` holds (the machine may be loaded: no fixed sleeps)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.005)
+
+
 async def test_hundred_concurrent_requests_make_one_upload() -> None:
     up = FakeUploader()
     resolve = resolver({H[0]: 1000})
     jobs = JobManager(resolve, up, 2)
     waiters = [asyncio.create_task(jobs.request(H[0], 5)) for _ in range(100)]
-    await asyncio.sleep(0.05)
+    await until(lambda: bool(up.started))
+    await asyncio.sleep(0.05)  # every waiter has had its turn
     assert up.started == [H[0]]
     assert resolve.calls == [H[0]]
     up.release.set()
@@ -126,7 +135,7 @@ async def test_bucket_is_asked_first_only_when_the_job_must_wait_for_a_slot() ->
     up = FakeUploader(in_bucket={H[1]})
     jobs = JobManager(resolver({H[0]: 5, H[1]: 5, H[2]: 5}), up, 1)
     busy = asyncio.create_task(jobs.request(H[0], 5))
-    await asyncio.sleep(0.05)
+    await until(lambda: bool(up.started))
     assert up.started == [H[0]] and up.asked == []  # a free slot: straight to the upload
     # the slot is taken: the bucket is asked, and a file it has does not wait in the queue
     there = await jobs.request(H[1], 1)
@@ -160,7 +169,7 @@ async def test_close_aborts_running_uploads() -> None:
     up = FakeUploader()
     jobs = JobManager(resolver({H[0]: 5}), up, 1)
     job = jobs.ensure_job(H[0])
-    await asyncio.sleep(0.05)
+    await until(lambda: job.state is UploadState.RUNNING)
     assert job.state is UploadState.RUNNING
     await jobs.close()
     assert job.state is UploadState.ERROR and up.running == 0

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from ..config import CONFIG_FILE_NAME, load_config
+from ..options import Group
 from ..store import LocalStore
 from .logs import setup_logging
 from .service import Unit
@@ -157,7 +158,7 @@ def doctor_command(config_path: Path) -> None:
     sys.exit(1 if failed else 0)
 
 
-@click.group("service")
+@click.group("service", cls=Group)
 def service_group() -> None:
     """Run `share` for this directory as a service: a systemd user unit (Linux) or a launchd
     agent (macOS), restarted on failure, logging to the journal. See docs/daemon.md."""
