@@ -29,10 +29,11 @@ multipart:
 
 - ``chunks_api.py`` beside ``multipart_api``: the gateway's chunk request types through
   ``DaemonGateway.call``, and the chunk limits read from ``/api/info``.
-- ``chunks.py`` beside ``multipart``: ``ChunksPlan(gateway, settings, threads)`` whose
-  ``upload_range(local, first, last, progress)`` sends the chunks covering a byte range
-  (each one a ``PartPut`` of its byte range to its own signed URL, retried with
-  ``with_retries``) and whose ``wants`` is False (it never takes a whole file).
+- ``chunks.py`` beside ``multipart``: ``ChunksPlan(gateway, keys, ...)`` whose
+  ``upload_chunks(local, chunk_list, indices, progress)`` registers the signed chunk list
+  once and sends the chunks asked for (each one PUT of its bytes to its own signed URL,
+  retried with ``with_retries``). It is not a whole-file plan, so it is not one of the
+  uploader's ``plans``.
 - ``uploader.py`` grows the one entry point jobs call for a range, which hands it to the
   chunks plan it was given, and ``share.py`` builds that plan when the gateway offers
   chunks. See docs/design-chunks.md.
