@@ -130,7 +130,8 @@ class DaemonGateway:
             log.warning("%s; uploads go the staged way from now on", why)
         self.upload_headers = False
 
-    async def _opts_in(self) -> bool:
+    async def opts_in(self) -> bool:
+        """Whether to offer ``acceptsUploadHeaders`` (the gateway lists ``uploadHeaders``)."""
         if not self.upload_headers:
             return False
         try:
@@ -141,7 +142,7 @@ class DaemonGateway:
     async def initiate(self, sha1: str, size: int) -> UploadTarget:
         payload: dict[str, Any] = {"type": "initiateFileUpload", "size": size, "hashAlg": "sha1",
                                    "hash": sha1, "zone": self.zone}
-        opt_in = await self._opts_in()
+        opt_in = await self.opts_in()
         if opt_in:
             payload["acceptsUploadHeaders"] = True
         try:
@@ -151,16 +152,21 @@ class DaemonGateway:
                 raise
             self.stop_upload_headers(f"gateway {self.url} refused acceptsUploadHeaders")
             return await self.initiate(sha1, size)
+        return self.upload_target(data, "initiateFileUpload")
+
+    def upload_target(self, data: dict[str, Any], what: str) -> UploadTarget:
+        """An answer ``{alreadyExists} | {objectKey, signedUploadUrl, signedUploadHeaders?}``
+        (initiateFileUpload's, and each chunk's), checked."""
         if data.get("alreadyExists"):
             return UploadTarget(already_exists=True)
         key, url = data.get("objectKey"), data.get("signedUploadUrl")
         if not (isinstance(key, str) and isinstance(url, str)):
-            raise GatewayError(f"gateway {self.url} answered initiateFileUpload without a URL")
+            raise GatewayError(f"gateway {self.url} answered {what} without a URL")
         headers = data.get("signedUploadHeaders") or {}
         if not (isinstance(headers, dict) and all(
                 isinstance(k, str) and _HEADER_NAME.fullmatch(k) and isinstance(v, str)
                 and _HEADER_VALUE.fullmatch(v) for k, v in headers.items())):
-            raise GatewayError(f"gateway {self.url} answered initiateFileUpload with "
+            raise GatewayError(f"gateway {self.url} answered {what} with "
                                "signedUploadHeaders that are not HTTP headers")
         return UploadTarget(False, key, url, headers)
 

@@ -24,6 +24,8 @@ import threading
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 
+import aiohttp
+
 from ...env_proxy import proxy_for
 from ...errors import FileChangedError, IntegrityError, UploadFailedError
 from ...store import LocalFile
@@ -236,3 +238,17 @@ def check_put_status(status: int, body: str) -> None:
         if status in TRANSIENT_STATUSES:
             raise TransientError(message)
         raise UploadFailedError(message, status)
+
+
+async def put_bytes(session: aiohttp.ClientSession, url: str, data: bytes,
+                    headers: Mapping[str, str] | None = None) -> None:
+    """One PUT of ``data`` (already checked) on the event loop: keep-alive, no thread.
+    TransientError / UploadFailedError as :func:`check_put_status` says."""
+    try:
+        async with session.put(url, data=data, headers=dict(headers or {}),
+                               timeout=aiohttp.ClientTimeout(total=120),
+                               proxy=proxy_for(url)) as resp:
+            text = await resp.text()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise TransientError(f"upload PUT failed: {exc!r}") from exc
+    check_put_status(resp.status, text)

@@ -20,13 +20,10 @@ import http.client
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-import aiohttp
-
-from ...env_proxy import proxy_for
 from ...errors import IntegrityError, UploadFailedError
 from ...store import LocalFile
 from .gateway import DaemonGateway, UploadTarget
-from .put import Put, check_put_status
+from .put import Put, check_put_status, put_bytes
 from .retry import TransientError, with_retries
 
 SMALL_FILE = 256 * 1024  # up to this size: read, hash and PUT in one piece on the loop
@@ -95,16 +92,7 @@ class SinglePlan:
                 f"file changed: {local.path} no longer holds the {local.size} bytes of "
                 f"sha1 {local.sha1}; nothing was stored — link or store it again"
             )
-        url = target.url
-        try:
-            async with self.gateway.session.put(
-                url, data=data, headers=target.headers, timeout=aiohttp.ClientTimeout(total=120),
-                proxy=proxy_for(url)
-            ) as resp:
-                text = await resp.text()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TransientError(f"upload PUT failed: {exc!r}") from exc
-        check_put_status(resp.status, text)
+        await put_bytes(self.gateway.session, target.url, data, target.headers)
         progress(local.size)
 
     async def _put(self, local: LocalFile, target: UploadTarget, progress: Progress) -> None:
