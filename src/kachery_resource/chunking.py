@@ -10,7 +10,8 @@ gateway, in the envelope every gateway call uses (``identity.signed_envelope``),
 store: ``<store>/kachery-resource/chunks/sha1/ab/cd/ef/<sha1>`` =
 ``{"size", "chunkSize", "chunkSha1"}``. A list depends only on the bytes, so a record
 stays valid for its sha1 whichever file holds them; the daemon still checks each chunk's
-sha1 against it before sending, so a file changed since cannot send wrong bytes.
+sha1 against it before sending, so a file changed since cannot send wrong bytes. A file
+of one chunk (up to 4 MiB: most files) needs neither a second digest nor a record.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from .errors import FileChangedError, IntegrityError
-from .hashing import sha1_and_chunks_of_file
+from .hashing import sha1_and_chunks_of_file, sha1_of_file
 from .identity import ClientKeys, is_client_id, signed_envelope, verify_signature
 from .uri import is_sha1_hex, sha1_path_parts
 
@@ -143,7 +144,10 @@ class ChunkRecords:
         return self.root.joinpath(*sha1_path_parts(sha1))
 
     def get(self, sha1: str, size: int) -> ChunkList | None:
-        """The recorded list of ``sha1``, or None (none, unreadable, or not for ``size``)."""
+        """The recorded list of ``sha1``, or None (none, unreadable, or not for ``size``).
+        A file of one chunk (or none) needs no record: its chunk is the file."""
+        if size <= chunk_size_for(size):
+            return ChunkList(sha1, size, chunk_size_for(size), sha1 if size else "")
         try:
             rec = json.loads(self.path(sha1).read_text())
             found = ChunkList(sha1, rec["size"], rec["chunkSize"], rec["chunkSha1"])
@@ -162,10 +166,16 @@ class ChunkRecords:
     def hash_file(self, path: Path | str) -> ChunkList:
         """Read ``path`` once: its sha1 and chunk list, recorded; returns the list."""
         size = os.stat(path).st_size
-        sha1, read, chunk_sha1 = sha1_and_chunks_of_file(path, chunk_size_for(size))
+        if size <= chunk_size_for(size):  # one chunk: the file's own sha1, no record
+            sha1, read = sha1_of_file(path)
+            chunk_sha1 = sha1 if read else ""
+        else:
+            sha1, read, chunk_sha1 = sha1_and_chunks_of_file(path, chunk_size_for(size))
         if read != size:
             raise FileChangedError(f"{path} changed size while being hashed; try again")
         chunks = ChunkList(sha1, size, chunk_size_for(size), chunk_sha1)
+        if chunks.count < 2:
+            return chunks
         with contextlib.suppress(OSError):  # a record is a saving; without one the daemon
             self.put(chunks)                # computes the list on the first range request
         return chunks

@@ -77,11 +77,26 @@ def test_link_records_the_chunk_list(tmp_path: Path) -> None:
 def test_ensure_refuses_a_file_that_changed(tmp_path: Path) -> None:
     records = ChunkRecords(tmp_path / "store")
     path = tmp_path / "f"
-    path.write_bytes(b"now different")
+    data = os.urandom(4 * MIB + 1)
+    path.write_bytes(data)
     with pytest.raises(FileChangedError, match="no longer has sha1"):
-        records.ensure("a" * 40, path, path.stat().st_size)
-    chunks = records.ensure(hashlib.sha1(b"now different").hexdigest(), path, 13)
-    assert chunks.count == 1 and records.get(chunks.sha1, 13) == chunks
+        records.ensure("a" * 40, path, len(data))
+    chunks = records.ensure(hashlib.sha1(data).hexdigest(), path, len(data))
+    assert chunks.count == 2 and records.get(chunks.sha1, len(data)) == chunks
+
+
+def test_a_file_of_one_chunk_needs_no_record(tmp_path: Path) -> None:
+    """Most files are one chunk: its sha1 is the file's, so link writes nothing more."""
+    store = LocalStore(tmp_path / "store")
+    path = tmp_path / "small.txt"
+    path.write_bytes(b"hello")
+    sha1 = store.link(path)
+    records = ChunkRecords(store.root)
+    assert not records.root.exists()
+    chunks = records.get(sha1, 5)
+    assert chunks is not None and chunks.count == 1 and chunks.sha1_of(0) == sha1
+    empty = records.get(hashlib.sha1(b"").hexdigest(), 0)
+    assert empty is not None and empty.count == 0
 
 
 def test_signed_list_round_trip_and_forgeries() -> None:
