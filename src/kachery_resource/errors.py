@@ -81,15 +81,6 @@ class GatewayError(RemoteError):
     exit_code = 4
 
 
-class GatewayRefused(GatewayError):
-    """The gateway answered a request with an error status; ``code`` is the ``error`` field
-    of its JSON answer ("" when it had none), e.g. ``upload_missing``."""
-
-    def __init__(self, message: str, status: int, code: str = "") -> None:
-        super().__init__(message, status)
-        self.code = code
-
-
 class ResourceOfflineError(RemoteError):
     """Raised when no daemon is connected to the proxy for the requested resource."""
 

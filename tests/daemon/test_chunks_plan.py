@@ -18,8 +18,8 @@ from aiohttp.test_utils import TestServer
 from kachery_resource.chunking import ChunkList, ChunkRecords, read_signed_chunk_list
 from kachery_resource.daemon.uploads.chunks import ChunksPlan
 from kachery_resource.daemon.uploads.chunks_api import REQUEST_TYPES
-from kachery_resource.daemon.uploads.gateway import DaemonGateway
-from kachery_resource.errors import FileChangedError, GatewayRefused, IntegrityError
+from kachery_resource.daemon.uploads.gateway import DaemonGateway, GatewayRefused
+from kachery_resource.errors import FileChangedError, IntegrityError
 from kachery_resource.identity import ClientKeys, verify_signature
 from kachery_resource.store import LocalFile
 

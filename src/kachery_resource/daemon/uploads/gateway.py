@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 
 from ...env_proxy import proxy_for
-from ...errors import GatewayError, GatewayRefused, connection_problem
+from ...errors import GatewayError, connection_problem
 from ...identity import ClientKeys, signed_envelope
 from .retry import TransientError
 
@@ -36,6 +36,15 @@ INFO_CACHE_SEC = 600.0  # how long the gateway's /api/info answer is trusted
 CALL_TIMEOUT_SEC = 60.0
 _HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,100}")
 _HEADER_VALUE = re.compile(r"[\x20-\x7e]{0,1000}")
+
+
+class GatewayRefused(GatewayError):
+    """The gateway answered a call with an error status; ``code`` is the ``error`` field
+    of its JSON answer ("" when it had none), e.g. ``upload_missing``."""
+
+    def __init__(self, message: str, status: int, code: str = "") -> None:
+        super().__init__(message, status)
+        self.code = code
 
 
 @dataclass(frozen=True)

@@ -48,15 +48,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ...errors import (
-    ConfigError,
-    FileChangedError,
-    GatewayRefused,
-    IntegrityError,
-    UploadFailedError,
-)
+from ...errors import ConfigError, FileChangedError, IntegrityError, UploadFailedError
 from ...store import LocalFile
-from .gateway import DaemonGateway
+from .gateway import DaemonGateway, GatewayRefused
 from .journal import JournalEntry, UploadJournal
 from .multipart_api import MultipartApi, MultipartLimits
 from .part_sender import PartSender, PartTools, Progress

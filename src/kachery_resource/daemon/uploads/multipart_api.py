@@ -1,5 +1,5 @@
 """The gateway's multipart request types, sent through :meth:`.gateway.DaemonGateway.call`
-like every other gateway call (a refusal is a ``GatewayRefused`` with the gateway's
+like every other gateway call (a refusal is a ``gateway.GatewayRefused`` with the gateway's
 error ``code``, e.g. ``upload_missing``).
 
 ``GET /api/info`` says whether the gateway has them (``multipartUpload``); see
