@@ -6,7 +6,7 @@ backend, a file of ``--size-gib`` (default 4) is uploaded twice:
 
 - ``curl -T`` to one signed URL from ``initiateFileUpload`` (a single stream), then
   ``finalizeFileUpload`` (the gateway verifies size and sha1);
-- the daemon's multipart code (``MultipartUploader`` with its default settings: parallel
+- the daemon's multipart code (``MultipartPlan`` with its default settings: parallel
   parts, ``completeMultipartUpload`` — which verifies the same way), in a fresh process
   whose peak RSS is reported;
 - with ``--curl-parts``, also the ideal multipart client for the store's ceiling: the same
@@ -106,14 +106,14 @@ async def _multipart_child(gateway: str, path: str, sha1: str, private_hex: str,
                            settings_json: str) -> None:
     import aiohttp
 
-    from kachery_resource.daemon.multipart import MultipartSettings, MultipartUploader
-    from kachery_resource.daemon.upload import GatewayClient
+    from kachery_resource.daemon.uploads.gateway import DaemonGateway
+    from kachery_resource.daemon.uploads.multipart import MultipartPlan, MultipartSettings
 
     st = os.stat(path)
     local = LocalFile(sha1, Path(path), st.st_size, st.st_mtime, linked=True)
     keys = ClientKeys.from_private_hex(private_hex)
     async with aiohttp.ClientSession() as session:
-        up = MultipartUploader(GatewayClient(session, gateway, keys, "default"),
+        up = MultipartPlan(DaemonGateway(session, gateway, keys, "default"),
                                MultipartSettings.from_mapping(json.loads(settings_json)))
         complete_s = 0.0
         real_complete = up.api.complete

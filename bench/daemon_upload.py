@@ -4,7 +4,7 @@
 For each bucket backend (the gateway's local directory, and SeaweedFS through the
 gateway's S3 backend) it asks the gateway for two fresh signed upload URLs and PUTs a
 file of ``--size-mib`` to each: one with ``curl -T``, one with the daemon's own upload
-code (``daemon.put.Put``: read + sha1 + send in one pass) in a fresh process whose
+code (``daemon.uploads.put.Put``: read + sha1 + send in one pass) in a fresh process whose
 peak RSS is reported. Then a real ``kachery-resource share`` process uploads a third
 file end to end (request → initiate → PUT → verified finalize), timed from
 the client's request to ``completed``, with the daemon's peak RSS.
@@ -77,8 +77,11 @@ def our_put(url: str, path: Path, sha1: str, src: Path | None = None) -> dict[st
 
 
 def _put_child(url: str, path: str, sha1: str) -> None:
-    """The daemon's single PUT (:class:`~kachery_resource.daemon.put.Put`), timed."""
-    from kachery_resource.daemon.put import Put
+    """The daemon's single PUT (:class:`~kachery_resource.daemon.uploads.put.Put`), timed."""
+    try:
+        from kachery_resource.daemon.uploads.put import Put
+    except ImportError:  # --against a commit from before daemon/uploads/
+        from kachery_resource.daemon.put import Put  # type: ignore[no-redef]
 
     st = os.stat(path)
     local = LocalFile(sha1, Path(path), st.st_size, st.st_mtime, linked=True)

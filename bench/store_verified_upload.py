@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.helpers import MIB, make_file  # noqa: E402
-from kachery_resource.daemon.upload import GatewayClient, GatewayUploader  # noqa: E402
+from kachery_resource.daemon.uploads.gateway import DaemonGateway  # noqa: E402
+from kachery_resource.daemon.uploads.uploader import GatewayUploader  # noqa: E402
 from kachery_resource.identity import ClientKeys  # noqa: E402
 from kachery_resource.store import LocalFile  # noqa: E402
 from tests.daemon.stack import add_client  # noqa: E402
@@ -50,7 +51,7 @@ async def upload_once(gateway_url: str, keys: ClientKeys, local: LocalFile, dire
     import aiohttp
 
     async with aiohttp.ClientSession() as session:
-        client = GatewayClient(session, gateway_url, keys, "default")
+        client = DaemonGateway(session, gateway_url, keys, "default")
         if not direct:
             async def no_headers() -> dict[str, Any]:
                 return {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 CHUNK_SIZE = 1024 * 1024
@@ -29,3 +30,35 @@ def sha1_of_file(path: Path | str, chunk_size: int = CHUNK_SIZE,
 def sha1_of_bytes(data: bytes) -> str:
     """Return the sha1 hex of ``data``."""
     return hashlib.sha1(data).hexdigest()
+
+
+def sha1_and_chunks_of_file(path: Path | str, chunk_size: int, block_size: int = CHUNK_SIZE,
+                            progress: Callable[[int], None] | None = None
+                            ) -> tuple[str, int, str]:
+    """``(sha1 hex, size, chunk sha1s)`` of the file at ``path`` in one read: the sha1 of
+    every ``chunk_size`` bytes from the start (the last chunk may be shorter), as 40 hex
+    characters each, concatenated. ``progress`` is told the bytes of each block hashed."""
+    if chunk_size <= 0:
+        raise ValueError(f"invalid chunk size {chunk_size}")
+    digest = hashlib.sha1()
+    chunk = hashlib.sha1()
+    chunks: list[str] = []
+    size = in_chunk = 0
+    buf = bytearray(min(block_size, chunk_size))
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f, ThreadPoolExecutor(1, "chunk-sha1") as other:
+        while n := f.readinto(view[:min(len(buf), chunk_size - in_chunk)]):
+            block = view[:n]
+            both = other.submit(chunk.update, block)  # sha1 releases the GIL: two cores
+            digest.update(block)
+            both.result()
+            size += n
+            in_chunk += n
+            if progress is not None:
+                progress(n)
+            if in_chunk == chunk_size:
+                chunks.append(chunk.hexdigest())
+                chunk, in_chunk = hashlib.sha1(), 0
+    if in_chunk:
+        chunks.append(chunk.hexdigest())
+    return digest.hexdigest(), size, "".join(chunks)

@@ -10,6 +10,7 @@ Layout::
     sha1/ab/cd/ef/<sha1>                   full copies
     linked_files/sha1/ab/cd/ef/<sha1>      {"path", "size", "mtime", "sha1"} records
     mutables/@compute_sha1_cache/<sha1 of abs path>   hash cache for files > 1,000,000 bytes
+    kachery-resource/chunks/sha1/ab/cd/ef/<sha1>      chunk lists (ours; see chunking.py)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .chunking import ChunkRecords
 from .errors import FileChangedError, IntegrityError, StoreError
 from .hashing import sha1_of_file
 from .uri import ensure_sha1_hex, sha1_path_parts
@@ -184,7 +186,9 @@ class LocalStore:
                     return ensure_sha1_hex(rec.get("sha1"))
             except (OSError, ValueError, StoreError):
                 pass
-        sha1, size = sha1_of_file(path, progress=progress)
+        # the chunk list in the same read
+        chunks = ChunkRecords(self.root).hash_file(path, progress=progress)
+        sha1, size = chunks.sha1, chunks.size
         if cached:
             record = {"path": str(path), "size": size, "mtime": st.st_mtime, "sha1": sha1}
             self._write_text_atomic(self.hash_cache_path(path), json.dumps(record))

@@ -68,7 +68,7 @@ def test_a_misspelled_key_is_an_error_naming_the_nearest_key(tmp_path: Path) -> 
 
 
 def test_upload_keys_are_the_upload_settings() -> None:
-    from kachery_resource.daemon.multipart import MultipartSettings
+    from kachery_resource.daemon.uploads.multipart import MultipartSettings
 
     aliases = {f.alias for f in MultipartSettings.model_fields.values()}
     assert aliases == set(UPLOAD_KEYS)

@@ -15,10 +15,15 @@ from typing import Any
 import aiohttp
 import pytest
 
-from kachery_resource.daemon.journal import JournalEntry, UploadJournal
-from kachery_resource.daemon.multipart import MultipartSettings, MultipartUploader, choose_part_size
-from kachery_resource.daemon.multipart_api import MultipartLimits
-from kachery_resource.daemon.upload import GatewayClient, GatewayUploader
+from kachery_resource.daemon.uploads.gateway import DaemonGateway
+from kachery_resource.daemon.uploads.journal import JournalEntry, UploadJournal
+from kachery_resource.daemon.uploads.multipart import (
+    MultipartPlan,
+    MultipartSettings,
+    choose_part_size,
+)
+from kachery_resource.daemon.uploads.multipart_api import MultipartLimits
+from kachery_resource.daemon.uploads.uploader import GatewayUploader
 from kachery_resource.errors import ConfigError, IntegrityError, UploadFailedError
 from kachery_resource.gateway.app import build_app
 from kachery_resource.gateway.settings import load_settings
@@ -39,13 +44,13 @@ class Stack:
 
     client: Client
     relay: FaultRelay
-    gateway: GatewayClient
+    gateway: DaemonGateway
     listing: Callable[[], list[str]]
     journal: UploadJournal
 
-    def uploader(self, **settings: Any) -> MultipartUploader:
+    def uploader(self, **settings: Any) -> MultipartPlan:
         values = {"multipartPartSize": PART, "multipartParallelParts": 3, **settings}
-        return MultipartUploader(self.gateway, MultipartSettings.from_mapping(values), self.journal)
+        return MultipartPlan(self.gateway, MultipartSettings.from_mapping(values), self.journal)
 
     async def fetch(self, sha1: str) -> bytes | None:
         from kachery_resource.identity import signed_envelope
@@ -93,7 +98,7 @@ async def stack(request: pytest.FixtureRequest, tmp_path: Path, aiohttp_client: 
     await register(client, client_keys)
     journal = UploadJournal(tmp_path / "state" / "upload-journal.sqlite")
     async with aiohttp.ClientSession() as session:
-        yield Stack(client, relay, GatewayClient(session, gateway_url, client_keys, "default"),
+        yield Stack(client, relay, DaemonGateway(session, gateway_url, client_keys, "default"),
                     listing, journal)
     journal.close()
     relay.stop()
@@ -236,7 +241,7 @@ async def test_daemon_uploader_picks_multipart_only_when_offered(stack: Stack, t
     """Through the daemon's GatewayUploader: multipart above the threshold when /api/info
     offers it; one single PUT when the gateway does not (like kachery-cloud's)."""
     big = make_file(tmp_path / "big.bin", 3 * PART)
-    uploader = GatewayUploader(stack.gateway, multipart=stack.uploader(multipartThreshold=PART))
+    uploader = GatewayUploader(stack.gateway, stack.uploader(multipartThreshold=PART))
     await uploader.upload(big, ProgressLog())
     assert stack.relay.puts == 3
     assert await stack.fetch(big.sha1) == big.path.read_bytes()
@@ -245,11 +250,11 @@ async def test_daemon_uploader_picks_multipart_only_when_offered(stack: Stack, t
         return {"service": "an older gateway"}
 
     other = make_file(tmp_path / "other.bin", 3 * PART)
-    older = GatewayClient(stack.gateway.session, stack.gateway.url, stack.gateway.keys, "default")
+    older = DaemonGateway(stack.gateway.session, stack.gateway.url, stack.gateway.keys, "default")
     older.info = no_multipart  # type: ignore[method-assign]
-    plain = MultipartUploader(older, MultipartSettings.from_mapping(
+    plain = MultipartPlan(older, MultipartSettings.from_mapping(
         {"multipartPartSize": PART, "multipartThreshold": PART}), stack.journal)
-    uploader = GatewayUploader(older, multipart=plain)
+    uploader = GatewayUploader(older, plain)
     await uploader.upload(other, ProgressLog())
     uploader.close()
     assert stack.relay.puts == 4  # one more PUT: the whole file

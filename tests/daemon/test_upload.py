@@ -1,4 +1,4 @@
-"""upload.py against an in-process stand-in gateway: signed calls, one streaming PUT with
+"""The daemon's uploader (single plan) against an in-process stand-in gateway: signed calls, one streaming PUT with
 Content-Length, hash check before the last byte, retries, empty files, the upload headers
 a gateway asks for."""
 
@@ -15,8 +15,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from kachery_resource.daemon import put as put_mod
-from kachery_resource.daemon.upload import GatewayClient, GatewayUploader
+from kachery_resource.daemon.uploads import put as put_mod
+from kachery_resource.daemon.uploads.gateway import DaemonGateway
+from kachery_resource.daemon.uploads.uploader import GatewayUploader
 from kachery_resource.errors import GatewayError, IntegrityError
 from kachery_resource.identity import ClientKeys, verify_signature
 from kachery_resource.store import LocalFile
@@ -117,7 +118,7 @@ def local_file(path: Path, sha1: str | None = None) -> LocalFile:
 async def run_upload(url: str, local: LocalFile) -> list[int]:
     progress: list[int] = []
     async with aiohttp.ClientSession() as session:
-        gw = GatewayClient(session, url, ClientKeys.generate(), "default")
+        gw = DaemonGateway(session, url, ClientKeys.generate(), "default")
         up = GatewayUploader(gw)
         assert not await up.is_in_bucket(local.sha1)
         await up.upload(local, progress.append)
@@ -168,7 +169,7 @@ async def test_empty_file_and_already_existing(standin: tuple[StandIn, str], tmp
     assert s.puts[0]["headers"]["Content-Length"] == "0"
     # second time: initiate says alreadyExists (findFile is asked by the job, not here)
     async with aiohttp.ClientSession() as session:
-        up = GatewayUploader(GatewayClient(session, url, ClientKeys.generate(), "default"))
+        up = GatewayUploader(DaemonGateway(session, url, ClientKeys.generate(), "default"))
         await up.upload(local, lambda n: None)
     assert len(s.puts) == 1
 
@@ -187,7 +188,7 @@ async def test_transient_put_failure_is_retried(standin: tuple[StandIn, str], tm
 async def test_gateway_refusal_is_not_retried(standin: tuple[StandIn, str]) -> None:
     s, url = standin
     async with aiohttp.ClientSession() as session:
-        gw = GatewayClient(session, url, ClientKeys.generate(), "default")
+        gw = DaemonGateway(session, url, ClientKeys.generate(), "default")
         with pytest.raises(GatewayError, match="500"):
             await gw.call({"type": "nonsense"})
         s.registered = False
@@ -208,7 +209,7 @@ async def test_sends_the_upload_headers_the_gateway_asks_for(standin: tuple[Stan
     s.upload_headers = {"x-amz-checksum-sha1": "c2hhMQ=="}
     asked = s.info_asked
     async with aiohttp.ClientSession() as session:
-        uploader = GatewayUploader(GatewayClient(session, url, ClientKeys.generate(), "default"))
+        uploader = GatewayUploader(DaemonGateway(session, url, ClientKeys.generate(), "default"))
         for name, size in [("small.bin", 1000), ("large.bin", 600_000)]:
             path = tmp_path / name
             path.write_bytes(name.encode() * (size // len(name)))
@@ -249,7 +250,7 @@ async def test_falls_back_to_staged_uploads_when_the_store_verified_way_is_refus
     path.write_bytes(b"f" * 600_000)
     local = local_file(path)
     async with aiohttp.ClientSession() as session:
-        gw = GatewayClient(session, url, ClientKeys.generate(), "default")
+        gw = DaemonGateway(session, url, ClientKeys.generate(), "default")
         await GatewayUploader(gw).upload(local, lambda n: None)
         assert gw.upload_headers is False
     assert s.bucket[local.sha1] == path.read_bytes()
@@ -280,7 +281,7 @@ async def test_a_finalize_retried_after_a_store_verified_put_counts_as_sent(
     local = local_file(path)
     progress: list[int] = []
     async with aiohttp.ClientSession() as session:
-        up = GatewayUploader(GatewayClient(session, url, ClientKeys.generate(), "default"))
+        up = GatewayUploader(DaemonGateway(session, url, ClientKeys.generate(), "default"))
         assert await up.upload(local, progress.append) is True
         up.close()
     assert sum(progress) == 300_000

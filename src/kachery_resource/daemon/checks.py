@@ -30,7 +30,8 @@ from ..identity import ClientKeys
 from ..messages import Initialize, dumps
 from .connection import websocket_url
 from .refusals import REFUSAL_HINTS
-from .upload import GatewayClient, TransientError
+from .uploads.gateway import DaemonGateway
+from .uploads.retry import TransientError
 
 EMPTY_SHA1 = "da39a3ee5e6b4b0d3255bfef95601890afd80709"
 MAX_SKEW_SEC = 60.0
@@ -134,7 +135,7 @@ async def check_gateway_answers(gateway_url: str, session: aiohttp.ClientSession
 async def check_gateway(config: ResourceConfig, keys: ClientKeys, gateway_url: str,
                         session: aiohttp.ClientSession) -> list[Check]:
     """The gateway answers, knows the zone, and lets this client upload."""
-    gateway = GatewayClient(session, gateway_url, keys, config.zone)
+    gateway = DaemonGateway(session, gateway_url, keys, config.zone)
     register = (f"the zone's operator runs `kachery-resource gateway clients add "
                 f"{keys.client_id} --zone {config.zone} --upload --download`")
     try:

@@ -48,7 +48,7 @@ Resolver = Callable[[str], Awaitable[LocalFile | None]]
 
 
 class Uploader(Protocol):
-    """What a job needs from the gateway side (see :mod:`.upload`)."""
+    """What a job needs from the gateway side (see :mod:`.uploads.uploader`)."""
 
     async def is_in_bucket(self, sha1: str) -> bool: ...
 

@@ -19,10 +19,12 @@ from ..messages import UploadState
 from ..store import LocalFile, LocalStore
 from .connection import ProxyConnection
 from .jobs import JobManager, UploadJob
-from .journal import UploadJournal
-from .multipart import MultipartSettings, MultipartUploader
 from .state import ShareState
-from .upload import GatewayClient, GatewayUploader, TransientError
+from .uploads.gateway import DaemonGateway
+from .uploads.journal import UploadJournal
+from .uploads.multipart import MultipartPlan, MultipartSettings
+from .uploads.retry import TransientError
+from .uploads.uploader import GatewayUploader
 
 log = logging.getLogger("kachery_resource.daemon")
 
@@ -38,7 +40,7 @@ def require_keys(store_dir: Path, env: dict[str, str] | None = None) -> ClientKe
     return keys
 
 
-async def check_registration(gateway: GatewayClient) -> None:
+async def check_registration(gateway: DaemonGateway) -> None:
     """Refuse to start when the gateway says our client id is not registered."""
     try:
         info = await gateway.client_info()
@@ -80,7 +82,7 @@ async def serve(config: ResourceConfig, store: LocalStore, keys: ClientKeys, gat
     journal = UploadJournal.in_state_dir(state_dir) if state_dir is not None else None
     connector = aiohttp.TCPConnector(limit=100)
     async with aiohttp.ClientSession(connector=connector) as session:
-        gateway = GatewayClient(session, gateway_url, keys, config.zone)
+        gateway = DaemonGateway(session, gateway_url, keys, config.zone)
         await check_registration(gateway)
 
         async def resolve(sha1: str) -> LocalFile | None:
@@ -89,8 +91,7 @@ async def serve(config: ResourceConfig, store: LocalStore, keys: ClientKeys, gat
             except FileChangedError:  # maybe only the mtime moved: re-hash, off the loop
                 return await asyncio.to_thread(store.resolve, sha1)
 
-        uploader = GatewayUploader(
-            gateway, multipart=MultipartUploader(gateway, multipart_settings, journal))
+        uploader = GatewayUploader(gateway, MultipartPlan(gateway, multipart_settings, journal))
         state = ShareState(state_dir, proxyUrl=config.proxyUrl,
                            resourceName=config.resourceName, zone=config.zone,
                            gatewayUrl=gateway_url, storeDir=str(store.root))

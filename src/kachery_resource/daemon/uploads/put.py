@@ -17,19 +17,26 @@ import contextlib
 import hashlib
 import http.client
 import queue
+import re
 import socket
 import ssl
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 
-from ..env_proxy import proxy_for
-from ..errors import FileChangedError, IntegrityError, UploadFailedError
-from ..store import LocalFile
+import aiohttp
+
+from ...env_proxy import proxy_for
+from ...errors import FileChangedError, IntegrityError, UploadFailedError
+from ...store import LocalFile
+from .retry import TransientError
 
 BLOCK_SIZE = 1024 * 1024
 READ_AHEAD = 4  # blocks read and hashed ahead of the sender
 TIMEOUT_SEC = 300.0
+TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})  # of a PUT to the store
+_S3_CODE = re.compile(r"<Code>([^<]{1,100})</Code>")
+_S3_MESSAGE = re.compile(r"<Message>([^<]{1,300})</Message>")
 
 
 class UploadAborted(UploadFailedError):
@@ -218,3 +225,30 @@ class Put:
             raise
         finally:
             conn.close()
+
+
+def check_put_status(status: int, body: str) -> None:
+    """Nothing for a 2xx answer to a PUT; TransientError when retrying may cure it;
+    otherwise UploadFailedError (an S3 error document shown by its code and message)."""
+    if not 200 <= status < 300:
+        code, said = _S3_CODE.search(body), _S3_MESSAGE.search(body)
+        if code:  # an S3 error document: its code and message, not the XML
+            body = code.group(1) + (f": {said.group(1)}" if said else "")
+        message = f"upload PUT answered {status}: {body[:300]}"
+        if status in TRANSIENT_STATUSES:
+            raise TransientError(message)
+        raise UploadFailedError(message, status)
+
+
+async def put_bytes(session: aiohttp.ClientSession, url: str, data: bytes,
+                    headers: Mapping[str, str] | None = None) -> None:
+    """One PUT of ``data`` (already checked) on the event loop: keep-alive, no thread.
+    TransientError / UploadFailedError as :func:`check_put_status` says."""
+    try:
+        async with session.put(url, data=data, headers=dict(headers or {}),
+                               timeout=aiohttp.ClientTimeout(total=120),
+                               proxy=proxy_for(url)) as resp:
+            text = await resp.text()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise TransientError(f"upload PUT failed: {exc!r}") from exc
+    check_put_status(resp.status, text)

@@ -1,6 +1,10 @@
 """Sending the parts of one multipart upload: bounded parallelism, per-part retries, stall
 watchdog, and (with ``multipartHashLocally``) the sequential whole-file hash that gates
-them (see :mod:`.parts`)."""
+them (see :mod:`.parts`).
+
+What it needs from the multipart plan comes in as :class:`PartTools` (the gateway's
+multipart calls, the settings it reads, the journal, the worker threads); it knows
+nothing of the plan itself."""
 
 from __future__ import annotations
 
@@ -8,32 +12,55 @@ import asyncio
 import contextlib
 import http.client
 import logging
-import random
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Protocol
 
-from ..errors import FileChangedError, IntegrityError, UploadFailedError
-from ..store import LocalFile
-from .journal import JournalEntry
+from ...errors import FileChangedError, IntegrityError, UploadFailedError
+from ...store import LocalFile
+from .journal import JournalEntry, UploadJournal
+from .multipart_api import MultipartApi
 from .parts import HashingStopped, PartAborted, PartPut, PartResult, SequentialHasher
-from .upload import TRANSIENT_STATUSES, with_retries
-
-if TYPE_CHECKING:
-    from .multipart import MultipartUploader
+from .put import TRANSIENT_STATUSES
+from .retry import TransientError, with_retries
 
 log = logging.getLogger("kachery_resource.daemon")
 
 Progress = Callable[[int], None]
 URL_BATCH = 32
 URL_MAX_AGE_SEC = 600.0
-FIRST_DELAY_SEC = 0.5
-MAX_DELAY_SEC = 30.0
 
 
-class PartFailed(Exception):
+class PartSettings(Protocol):
+    """The settings a part sender reads (``MultipartSettings`` has them)."""
+
+    @property
+    def parallel_parts(self) -> int: ...
+    @property
+    def parallel_bodies(self) -> int: ...
+    @property
+    def stall_sec(self) -> float: ...
+    @property
+    def part_tries(self) -> int: ...
+    @property
+    def hash_locally(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class PartTools:
+    """What every part sender of one multipart plan shares."""
+
+    api: MultipartApi
+    settings: PartSettings
+    journal: UploadJournal | None
+    threads: Executor
+
+
+class PartFailed(TransientError):
     """One attempt at one part failed in a way worth retrying."""
 
     def __init__(self, message: str, refresh_url: bool = False) -> None:
@@ -44,14 +71,14 @@ class PartFailed(Exception):
 class PartSender:
     """Sends every part of ``entry`` not in ``done``; :meth:`send_all`, then maybe :meth:`resend`."""
 
-    def __init__(self, up: MultipartUploader, entry: JournalEntry, local: LocalFile,
+    def __init__(self, tools: PartTools, entry: JournalEntry, local: LocalFile,
                  progress: Progress, done: dict[int, str]) -> None:
-        self.up = up
+        self.tools = tools
         self.entry = entry
         self.local = local
         self.progress = progress
-        self.window = up.settings.parallel_parts + 2
-        self._bodies = threading.Semaphore(up.settings.parallel_bodies)
+        self.window = tools.settings.parallel_parts + 2
+        self._bodies = threading.Semaphore(tools.settings.parallel_bodies)
         self._todo = deque(n for n in range(1, entry.num_parts + 1) if n not in done)
         self._in_flight: set[int] = set()
         self._urls: dict[int, tuple[str, float]] = {}
@@ -70,7 +97,7 @@ class PartSender:
         """Send the missing parts (while hashing the file with ``multipartHashLocally``:
         IntegrityError if it is not ``sha1``); FileChangedError if it was modified."""
         e = self.entry
-        if not self.up.settings.hash_locally:
+        if not self.tools.settings.hash_locally:
             self._hashed = e.num_parts  # the gateway verifies the whole file at completion
             await self._run_workers()
             await self._check_unchanged()
@@ -79,7 +106,7 @@ class PartSender:
         self._hasher = SequentialHasher(self.local.path, e.size, e.part_size, e.num_parts,
                                         lambda n: loop.call_soon_threadsafe(self._on_hashed, n))
         self._advance()
-        self._hash_future = loop.run_in_executor(self.up.threads, self._hasher.run)
+        self._hash_future = loop.run_in_executor(self.tools.threads, self._hasher.run)
         self._hash_future.add_done_callback(lambda _: self._hash_changed.set())
         try:
             await self._run_workers()
@@ -106,7 +133,7 @@ class PartSender:
         await self._run_workers()
 
     async def _run_workers(self) -> None:
-        count = min(self.up.settings.parallel_parts, len(self._todo))
+        count = min(self.tools.settings.parallel_parts, len(self._todo))
         workers = [asyncio.create_task(self._worker()) for _ in range(count)]
         try:
             await asyncio.gather(*workers)
@@ -148,28 +175,22 @@ class PartSender:
 
     # -- one part ---------------------------------------------------------------------
     async def _send_with_retries(self, n: int) -> None:
-        tries = self.up.settings.part_tries
-        delay = FIRST_DELAY_SEC
         refresh = False
-        for attempt in range(1, tries + 1):
+
+        async def attempt() -> str:
+            nonlocal refresh
             try:
-                url = await self._url(n, refresh)
-                etag = await self._send_once(n, url)
+                return await self._send_once(n, await self._url(n, refresh))
             except PartFailed as exc:
-                if attempt == tries:
-                    raise UploadFailedError(
-                        f"part {n} of sha1://{self.entry.sha1} failed {tries} times: {exc}; the "
-                        "parts already stored are kept — request the file again to resume") from exc
                 refresh = exc.refresh_url
-                log.warning("part %d of sha1://%s: %s; retrying in %.1f s", n, self.entry.sha1,
-                            exc, delay)
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-                delay = min(delay * 2, MAX_DELAY_SEC)
-                continue
-            if self.up.journal is not None:
-                await asyncio.to_thread(self.up.journal.add_part, self.entry.object_key, n,
-                                        self.entry.part_size_of(n), etag)
-            return
+                raise
+
+        etag = await with_retries(
+            f"part {n} of sha1://{self.entry.sha1}", attempt, self.tools.settings.part_tries,
+            "; the parts already stored are kept — request the file again to resume")
+        if self.tools.journal is not None:
+            await asyncio.to_thread(self.tools.journal.add_part, self.entry.object_key, n,
+                                    self.entry.part_size_of(n), etag)
 
     async def _url(self, n: int, refresh: bool) -> str:
         async with self._url_lock:
@@ -179,7 +200,7 @@ class PartSender:
             batch = [n, *[m for m in self._todo if m != n and m not in self._urls]][:URL_BATCH]
             urls = await with_retries(
                 "getMultipartUploadUrls",
-                lambda: self.up.api.urls(self.entry.sha1, self.entry.object_key, batch))
+                lambda: self.tools.api.urls(self.entry.sha1, self.entry.object_key, batch))
             now = time.monotonic()
             self._urls.update({m: (u, now) for m, u in urls.items()})
             return urls[n]
@@ -188,10 +209,10 @@ class PartSender:
         """One PUT of part ``n``; its ETag, or PartFailed (retry) / UploadFailedError (give up)."""
         loop = asyncio.get_running_loop()
         e = self.entry
-        stall = self.up.settings.stall_sec
+        stall = self.tools.settings.stall_sec
         put = PartPut(url, self.local.path, n, (n - 1) * e.part_size, e.part_size_of(n),
                       lambda k: loop.call_soon_threadsafe(self._count, k), stall, self._bodies)
-        future = loop.run_in_executor(self.up.threads, put.run)
+        future = loop.run_in_executor(self.tools.threads, put.run)
         try:
             while not future.done():
                 await asyncio.wait({future}, timeout=min(1.0, stall / 4))

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 
 JOURNAL_FILE_NAME = "upload-journal.sqlite"
 SCHEMA_VERSION = 1

@@ -1,7 +1,10 @@
-"""Multipart, resumable uploads of large files (gateway extension ``multipartUpload``).
+"""The multipart plan: resumable uploads of large files in parallel parts (gateway
+extension ``multipartUpload``).
 
-Used for files above ``multipartThreshold`` when the gateway's ``GET /api/info``
-advertises ``multipartUpload``; otherwise the single PUT of :mod:`.upload` is used.
+It takes files above ``multipartThreshold`` when the gateway's ``GET /api/info``
+advertises ``multipartUpload``; otherwise the uploader gives them to the single plan.
+
+0. Already there? ``findFile`` first, before resuming or starting parts.
 
 1. Resume or start. The journal (:mod:`.journal`) may hold an upload of this hash from
    before a crash; if the file is unchanged (path, size, mtime) the gateway is asked
@@ -45,12 +48,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import ConfigError, FileChangedError, IntegrityError, UploadFailedError
-from ..store import LocalFile
+from ...errors import ConfigError, FileChangedError, IntegrityError, UploadFailedError
+from ...store import LocalFile
+from .gateway import DaemonGateway, GatewayRefused
 from .journal import JournalEntry, UploadJournal
-from .multipart_api import MultipartApi, MultipartLimits, MultipartRefused
-from .part_sender import PartSender, Progress
-from .upload import GatewayClient, with_retries
+from .multipart_api import MultipartApi, MultipartLimits
+from .part_sender import PartSender, PartTools, Progress
+from .retry import with_retries
 
 log = logging.getLogger("kachery_resource.daemon")
 
@@ -102,15 +106,16 @@ def choose_part_size(size: int, wanted: int, limits: MultipartLimits) -> int:
     return part
 
 
-class MultipartUploader:
-    """Large-file uploads for :class:`.upload.GatewayUploader` (one per daemon)."""
+class MultipartPlan:
+    """Large-file uploads in parts, resumable through the journal (one per daemon)."""
 
-    def __init__(self, gateway: GatewayClient, settings: MultipartSettings,
+    def __init__(self, gateway: DaemonGateway, settings: MultipartSettings,
                  journal: UploadJournal | None = None, max_threads: int = 64) -> None:
         self.api = MultipartApi(gateway)
         self.settings = settings
         self.journal = journal
         self.threads = ThreadPoolExecutor(max_threads, thread_name_prefix="part")
+        self._tools = PartTools(self.api, settings, journal, self.threads)
 
     def close(self) -> None:
         self.threads.shutdown(wait=False, cancel_futures=True)
@@ -128,6 +133,10 @@ class MultipartUploader:
 
     async def upload(self, local: LocalFile, progress: Progress) -> bool:
         """Upload ``local`` in parts, resuming from the journal; False if the gateway had it."""
+        if await with_retries(f"findFile sha1://{local.sha1}",
+                              lambda: self.api.gateway.find_file(local.sha1)):
+            progress(local.size)
+            return False
         limits = await self.limits()
         if limits is None:
             raise UploadFailedError(f"the gateway {self.api.gateway.url} has no multipart uploads")
@@ -140,7 +149,7 @@ class MultipartUploader:
             progress(local.size)  # the gateway already has it
             return False
         entry, done = prepared
-        sender = PartSender(self, entry, local, progress, done)
+        sender = PartSender(self._tools, entry, local, progress, done)
         try:
             await sender.send_all()
             await self._complete(sender, entry)
@@ -150,7 +159,7 @@ class MultipartUploader:
         except (IntegrityError, FileChangedError) as exc:
             await self._discard(entry, str(exc))
             raise
-        except MultipartRefused as exc:
+        except GatewayRefused as exc:
             if exc.code in ("upload_missing", "content_mismatch"):
                 await self._forget(entry)
             raise
@@ -197,7 +206,7 @@ class MultipartUploader:
         try:
             listed = await with_retries("listMultipartParts",
                                         lambda: self.api.parts(entry.sha1, entry.object_key))
-        except MultipartRefused as exc:
+        except GatewayRefused as exc:
             if exc.code not in ("upload_missing", "object_key_mismatch", "invalid_key"):
                 raise
             log.info("journal entry for sha1://%s is stale (%s); starting over", entry.sha1, exc.code)
@@ -221,7 +230,7 @@ class MultipartUploader:
                     lambda: self.api.complete(entry.sha1, entry.object_key, entry.size, timeout))
                 log.debug("multipart upload of sha1://%s completed", entry.sha1)
                 return
-            except MultipartRefused as exc:
+            except GatewayRefused as exc:
                 if exc.code == "content_mismatch":
                     raise IntegrityError(
                         f"file changed: {sender.local.path} no longer hashes to {entry.sha1} (the "
@@ -246,7 +255,7 @@ class MultipartUploader:
         log.info("aborting multipart upload of sha1://%s: %s", entry.sha1, why)
         try:
             await asyncio.wait_for(self.api.abort(entry.sha1, entry.object_key), 15)
-        except MultipartRefused as exc:
+        except GatewayRefused as exc:
             if exc.code != "upload_missing":
                 log.warning("could not abort the upload of sha1://%s: %s", entry.sha1, exc)
         except Exception as exc:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import FileChangedError, UploadFailedError
+from ...errors import FileChangedError, UploadFailedError
 from .put import open_connection
 
 BLOCK_SIZE = 1024 * 1024

@@ -1,4 +1,6 @@
-"""The gateway's multipart request types, signed like every other gateway call.
+"""The gateway's multipart request types, sent through :meth:`.gateway.DaemonGateway.call`
+like every other gateway call (a refusal is a ``gateway.GatewayRefused`` with the gateway's
+error ``code``, e.g. ``upload_missing``).
 
 ``GET /api/info`` says whether the gateway has them (``multipartUpload``); see
 docs/gateway.md "Multipart uploads (extension)" for the payloads and answers.
@@ -6,28 +8,15 @@ docs/gateway.md "Multipart uploads (extension)" for the payloads and answers.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-
-from ..env_proxy import proxy_for
-from ..errors import GatewayError, connection_problem
-from ..identity import signed_envelope
-from .upload import GATEWAY_TRANSIENT_STATUSES, GatewayClient, TransientError
+from ...errors import GatewayError
+from .gateway import DaemonGateway
 
 REQUEST_TYPES = frozenset({"initiateMultipartUpload", "getMultipartUploadUrls",
                            "listMultipartParts", "completeMultipartUpload",
                            "abortMultipartUpload"})
-
-
-class MultipartRefused(GatewayError):
-    """Raised when the gateway refuses a multipart call; ``code`` is its error code."""
-
-    def __init__(self, message: str, status: int, code: str) -> None:
-        super().__init__(message, status)
-        self.code = code
 
 
 @dataclass(frozen=True)
@@ -55,7 +44,7 @@ class MultipartLimits:
 class MultipartApi:
     """``POST {gateway}/api/gateway`` for the five multipart request types."""
 
-    def __init__(self, gateway: GatewayClient) -> None:
+    def __init__(self, gateway: DaemonGateway) -> None:
         self.gateway = gateway
 
     async def initiate(self, sha1: str, size: int, part_size: int) -> dict[str, Any]:
@@ -85,25 +74,5 @@ class MultipartApi:
     async def _call(self, what: str, sha1: str, timeout_sec: float = 60.0,
                     **fields: Any) -> dict[str, Any]:
         g = self.gateway
-        payload = {"type": what, "hashAlg": "sha1", "hash": sha1, "zone": g.zone, **fields}
-        url = f"{g.url}/api/gateway"
-        try:
-            async with g.session.post(url, json=signed_envelope(g.keys, payload), proxy=proxy_for(url),
-                                      timeout=aiohttp.ClientTimeout(total=timeout_sec)) as resp:
-                text = await resp.text()
-                status = resp.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TransientError(f"cannot reach gateway {g.url} ({what}): {connection_problem(exc)}") from exc
-        try:
-            data = json.loads(text)
-        except ValueError:
-            data = None
-        if status != 200:
-            message = f"gateway {g.url} refused {what} ({status}): {text[:500]}"
-            if status in GATEWAY_TRANSIENT_STATUSES:
-                raise TransientError(message)
-            code = str(data.get("error", "")) if isinstance(data, dict) else ""
-            raise MultipartRefused(message, status, code)
-        if not isinstance(data, dict):
-            raise GatewayError(f"gateway {g.url} answered {what} with invalid JSON")
-        return data
+        return await g.call({"type": what, "hashAlg": "sha1", "hash": sha1, "zone": g.zone,
+                             **fields}, timeout_sec)
