@@ -84,6 +84,7 @@ class ProxyConnection:
         self.protocol = 1
         self._tasks: set[asyncio.Task[None]] = set()
         self.backoff = Backoff()
+        self.connected = asyncio.Event()  # set while the proxy has acknowledged this daemon
 
     async def run_forever(self) -> None:
         """Connect, serve, and reconnect after every failure; returns only when cancelled."""
@@ -155,9 +156,11 @@ class ProxyConnection:
             await self._wait_for_acknowledge(ws)
             self.backoff.reset()
             self._announce()
+            self.connected.set()
             try:
                 await self._receive_loop(ws)
             finally:
+                self.connected.clear()
                 for task in list(self._tasks):
                     task.cancel()
             log.warning("proxy closed the connection (code %s)", ws.close_code)

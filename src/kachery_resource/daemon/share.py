@@ -16,6 +16,7 @@ from ..config import ResourceConfig
 from ..errors import FileChangedError, GatewayError, KeysError
 from ..identity import ClientKeys, load_client_keys
 from ..store import LocalFile, LocalStore
+from .announce import Announcer
 from .connection import ProxyConnection
 from .jobs import JobManager
 from .journal import UploadJournal
@@ -82,6 +83,8 @@ async def serve(config: ResourceConfig, store: LocalStore, keys: ClientKeys, gat
                  config.proxyUrl, config.resourceName, config.zone, store.root, gateway_url,
                  config.maxConcurrentUploads)
         main = asyncio.create_task(connection.run_forever())
+        announcer = asyncio.create_task(
+            Announcer(gateway, config.resource_url, connection.connected).run())
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, main.cancel)
@@ -91,6 +94,7 @@ async def serve(config: ResourceConfig, store: LocalStore, keys: ClientKeys, gat
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
+            announcer.cancel()
             await jobs.close()
             uploader.close()
             log.info("stopped")

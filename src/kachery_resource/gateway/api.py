@@ -9,7 +9,7 @@ content key and the ``signedUploadHeaders`` its PUT must carry; finalizing that 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -29,6 +29,7 @@ from .envelope import (
 )
 from .problems import ApiError, bad_request, forbidden
 from .registry import ClientRecord
+from .requestlog import note
 from .settings import GatewaySettings
 from .storage import UrlContext
 from .storage.base import content_mismatch
@@ -40,6 +41,15 @@ EMPTY_SHA1 = "da39a3ee5e6b4b0d3255bfef95601890afd80709"
 
 Json = dict[str, Any]
 Handler = Callable[["Call"], Awaitable[Json]]
+
+
+class Fetcher(Protocol):
+    """Fetches a missing file from the zone's resources (on_demand.OnDemand)."""
+
+    async def find_or_fetch(self, zone: Zone, sha1: str, requester: str | None = None) -> bool: ...
+
+
+FETCHER_KEY = web.AppKey("fetcher", Fetcher)
 
 
 class Call:
@@ -115,6 +125,9 @@ async def find_file(call: Call) -> Json:
                             f"client {call.client_id} may not download from zone {zone.name!r}")
     key = keys.content_key(zone.prefix, payload.hash)
     size = await zone.storage.size_of(key)
+    fetcher = call.request.app.get(FETCHER_KEY)
+    if size is None and fetcher and await fetcher.find_or_fetch(zone, payload.hash, call.client_id):
+        size = await zone.storage.size_of(key)
     if size is None:
         return {"type": "findFile", "found": False}
     url = zone.storage.download_url(call.url_context(), key, call.settings.download_url_ttl_sec)
@@ -219,6 +232,7 @@ class GatewayApi:
         check_timestamp(payload.timestamp, self.settings.timestamp_window_sec)
         check_signature(envelope)
         kind = str(envelope.payload["type"])
+        note(endpoint=kind, client=envelope.fromClientId)
         handler = self.handlers.get(kind)
         if handler is None:  # the two tables are kept in step
             raise bad_request("unknown_request_type", f"request type {kind!r} is not handled")

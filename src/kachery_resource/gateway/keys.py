@@ -6,6 +6,7 @@ Layout under a zone's prefix ``P`` (``P/`` is omitted when the prefix is empty):
     P/staging/<sha1>/<upload id>         single-PUT uploads waiting for finalize
     P/multipart/<sha1>/<upload id>/...   multipart uploads waiting for complete
     P/clients/<client id>                client records (JSON)
+    P/resources/<sha1 of resource URL>   resource announcements (JSON)
 """
 
 from __future__ import annotations
@@ -92,6 +93,18 @@ def client_key(prefix: str, client_id: str) -> str:
 def clients_root(prefix: str) -> str:
     """The prefix of every client record."""
     return join(prefix, "clients")
+
+
+def resources_root(prefix: str) -> str:
+    """The prefix of every resource announcement."""
+    return join(prefix, "resources")
+
+
+def resource_key(prefix: str, resource_url: str) -> str:
+    """``<prefix>/resources/<sha1 of the URL>``: one resource announcement."""
+    import hashlib
+
+    return join(prefix, "resources", hashlib.sha1(resource_url.encode()).hexdigest())
 
 
 def multipart_key(prefix: str, sha1: str, upload_id: str) -> str:
