@@ -8,6 +8,7 @@ chooses which of them holds a file.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import secrets
@@ -47,7 +48,14 @@ class OnDemandStack:
     storage_args: list[str]
     env: dict[str, str]
     keys: ClientKeys
+    access_log: Path | None = None  # else the gateway's stderr
     daemons: dict[str, Daemon] = field(default_factory=dict)
+
+    def access_lines(self) -> list[dict[str, Any]]:
+        """The gateway's access-log lines so far."""
+        lines = (self.access_log.read_text().splitlines() if self.access_log is not None
+                 else self.gateway.output)
+        return [json.loads(x) for x in lines if x.startswith("{")]
 
     def start_daemon(self, name: str) -> Daemon:
         rdir = self.workdir / f"daemon-{name}"
@@ -104,9 +112,10 @@ class OnDemandStack:
         self.proxy.stop()
 
 
-def start_stack(workdir: Path, s3: S3Server | None, names: tuple[str, ...] = ("lab-a", "lab-b")
-                ) -> OnDemandStack:
-    """A gateway (local directory, or ``s3``) whose zone ``default`` has daemons ``names``."""
+def start_stack(workdir: Path, s3: S3Server | None, names: tuple[str, ...] = ("lab-a", "lab-b"),
+                access_log: Path | None = None) -> OnDemandStack:
+    """A gateway (local directory, or ``s3``) whose zone ``default`` has daemons ``names``;
+    its access log goes to ``access_log`` (default: its stderr)."""
     env = {} if s3 is None else {**s3.env(), "AWS_ENDPOINT_URL": s3.endpoint}
     storage = str(workdir / "bucket") if s3 is None else f"s3://{s3.bucket}/{workdir.name}"
     config = workdir / "zones.yaml"
@@ -122,10 +131,11 @@ def start_stack(workdir: Path, s3: S3Server | None, names: tuple[str, ...] = ("l
             capture_output=True, timeout=60)
         starting = pool.submit(start_cli, ["proxy", "--port", "0", "--access-log", "off"],
                                env={"PROXY_SECRET": secret}, timeout=60)
-        gateway = start_cli(["gateway", "--port", "0", *storage_args], env=env, timeout=60)
+        log_args = ["--access-log", str(access_log)] if access_log else []
+        gateway = start_cli(["gateway", "--port", "0", *storage_args, *log_args], env=env, timeout=60)
         proxy = starting.result()
         registered.result()
-        stack = OnDemandStack(workdir, gateway, proxy, secret, storage_args, env, keys)
+        stack = OnDemandStack(workdir, gateway, proxy, secret, storage_args, env, keys, access_log)
         try:
             list(pool.map(stack.start_daemon, names))
         except BaseException:

@@ -41,7 +41,8 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OnDemandSt
 
 @pytest.fixture(scope="module")
 def s3_stack(tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server) -> Iterator[OnDemandStack]:
-    stack = start_stack(tmp_path_factory.mktemp("ondemand-s3"), s3_server, names=("lab-s3",))
+    workdir = tmp_path_factory.mktemp("ondemand-s3")
+    stack = start_stack(workdir, s3_server, names=("lab-s3",), access_log=workdir / "access.log")
     try:
         yield stack
     finally:
@@ -65,7 +66,7 @@ def test_kachery_cloud_loads_cold_without_resource_url(stack: OnDemandStack, tmp
     assert result["path"] is not None, "kachery-cloud 0.4.10 did not get the file"
     got = Path(result["path"]).read_bytes()
     assert hashlib.sha1(got).hexdigest() == sha1 and got == data
-    [line] = [json.loads(x) for x in stack.gateway.output if f'"sha1":"{sha1}"' in x]
+    [line] = [x for x in stack.access_lines() if x.get("sha1") == sha1]
     assert line["endpoint"] == "findFile" and line["status"] == 200
     assert line["onDemand"] == "hit" and line["resource"].endswith(f"/r/{name}")
 
@@ -89,9 +90,12 @@ def test_unknown_hash_is_not_found_at_once(local_stack: OnDemandStack) -> None:
     wait_until(lambda: all(d.requests_for(sha1) == 1 for d in local_stack.daemons.values()), timeout=5)
 
 
-def test_many_concurrent_finds_make_one_upload(local_stack: OnDemandStack) -> None:
+def test_many_concurrent_finds_make_one_upload(stack: OnDemandStack) -> None:
+    """200 findFiles at once for a hash one daemon holds: each daemon is asked once, one
+    upload, all answered found."""
     data = secrets.token_bytes(1024)
-    sha1 = local_stack.link(data, "lab-a")
+    holder, *others = stack.daemons.values()
+    sha1 = stack.link(data, holder.name)
 
     async def finds() -> list[dict[str, Any]]:
         keys = ClientKeys.generate()
@@ -99,7 +103,7 @@ def test_many_concurrent_finds_make_one_upload(local_stack: OnDemandStack) -> No
         body = signed_envelope(keys, payload)  # one signature: the calls differ in nothing else
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
             async def one() -> dict[str, Any]:
-                async with session.post(f"{local_stack.gateway.url}/api/gateway", json=body,
+                async with session.post(f"{stack.gateway.url}/api/gateway", json=body,
                                         timeout=aiohttp.ClientTimeout(total=60)) as resp:
                     assert resp.status == 200, await resp.text()
                     return dict(await resp.json())
@@ -107,13 +111,13 @@ def test_many_concurrent_finds_make_one_upload(local_stack: OnDemandStack) -> No
 
     answers = asyncio.run(finds())
     assert all(a["found"] for a in answers)
-    assert hashlib.sha1(local_stack.download(answers[0])).hexdigest() == sha1
-    daemon_a, daemon_b = local_stack.daemons["lab-a"], local_stack.daemons["lab-b"]
-    wait_until(lambda: daemon_a.requests_for(sha1) >= 1 and daemon_b.requests_for(sha1) >= 1, timeout=5)
+    assert hashlib.sha1(stack.download(answers[0])).hexdigest() == sha1
+    daemons = [holder, *others]
+    wait_until(lambda: all(d.requests_for(sha1) >= 1 for d in daemons), timeout=5)
     time.sleep(0.5)
-    assert daemon_a.requests_for(sha1) == 1 and daemon_b.requests_for(sha1) == 1
+    assert [d.requests_for(sha1) for d in daemons] == [1] * len(daemons)
     assert sum(f"upload sha1://{sha1} " in line and "completed" in line
-               for line in daemon_a.process.output) == 1
+               for line in holder.process.output) == 1
 
 
 def test_a_killed_daemon_changes_nothing_and_expires(local_stack: OnDemandStack) -> None:
@@ -125,7 +129,7 @@ def test_a_killed_daemon_changes_nothing_and_expires(local_stack: OnDemandStack)
     local_stack.daemons["lab-a"].process.kill()
     found = local_stack.find(sha1)
     assert found["found"] is True and local_stack.download(found) == data
-    [line] = [json.loads(x) for x in local_stack.gateway.output if f'"sha1":"{sha1}"' in x]
+    [line] = [x for x in local_stack.access_lines() if x.get("sha1") == sha1]
     assert line["resource"].endswith("/r/lab-b")
     before = local_stack.metric(unavailable)
     assert before >= 1  # lab-a was asked, through its proxy, and did not answer

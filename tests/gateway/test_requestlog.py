@@ -8,14 +8,13 @@ import json
 import secrets
 import socket
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
 
 from kachery_resource.identity import ClientKeys
 
-from ..servers import cli_server, wait_until
+from ..servers import wait_until
 from .conftest import GatewayProcess, envelope
 
 
@@ -68,10 +67,3 @@ def test_access_log_metrics_and_a_cut_upload(local_gateway: GatewayProcess) -> N
     put = [x for x in lines if x["method"] == "PUT" and x["status"] == 200]
     assert put and put[0]["received"] == len(data)
 
-
-def test_no_access_log(tmp_path: Path) -> None:
-    storage = str(tmp_path / "storage")
-    with cli_server(["gateway", "--port", "0", "--storage", storage, "--no-access-log"]) as server:
-        assert requests.get(f"{server.url}/healthz", timeout=10).ok
-        time.sleep(0.3)
-        assert not any(line.startswith("{") for line in server.output)
