@@ -80,6 +80,9 @@ async def test_a_miss_is_fetched_once_for_many_callers(tmp_path: Path, aiohttp_c
     answers = await asyncio.gather(*(call(client, ClientKeys.generate(), find(sha1)) for _ in range(50)))
     assert all(status == 200 and body["found"] and body["size"] == len(data) for status, body in answers)
     assert resource.asked == [sha1]  # one request however many waited
+    metrics = await (await client.get("/metrics")).text()
+    assert 'kachery_gateway_on_demand_total{outcome="hit"} 50.0' in metrics
+    assert 'kachery_gateway_on_demand_wait_seconds_count{outcome="hit"} 50.0' in metrics
     got = await (await client.session.get(answers[0][1]["url"])).read()
     assert got == data
 
@@ -95,6 +98,10 @@ async def test_not_found_everywhere_is_fast_and_remembered(
     assert time.monotonic() - t0 < 1.0
     await call(client, ClientKeys.generate(), find(sha1))
     assert resource.asked == [sha1]  # the second miss came from the negative cache
+    metrics = await (await client.get("/metrics")).text()
+    for outcome in ("miss", "negative-cache"):
+        assert f'kachery_gateway_on_demand_total{{outcome="{outcome}"}} 1.0' in metrics
+    assert 'kachery_gateway_on_demand_resource_requests_total{answer="not-found"} 1.0' in metrics
 
 
 async def test_the_wait_is_bounded(tmp_path: Path, aiohttp_client: AiohttpClient,
@@ -138,3 +145,27 @@ async def test_off_or_upload_calls_never_ask(tmp_path: Path, aiohttp_client: Aio
         status, body = await call(client, ClientKeys.generate(), find(sha1))
         assert status == 200 and body["found"] is False
     assert resource.asked == []
+
+
+async def test_an_announcement_reaches_every_instance(tmp_path: Path, aiohttp_client: AiohttpClient,
+                                                      aiohttp_server: AiohttpServer) -> None:
+    """Two gateway instances over one storage: a daemon announces to one, the other asks it."""
+    data = secrets.token_bytes(300)
+    sha1 = hashlib.sha1(data).hexdigest()
+    resource = FakeResource({sha1: data})
+    app = web.Application()
+    app.router.add_post("/r/{name}", resource.handle)
+    url = str((await aiohttp_server(app)).make_url("/r/lab"))
+    settings = load_settings(storage=str(tmp_path / "storage"))
+    first, second = [await aiohttp_client(build_app(settings)) for _ in range(2)]
+    await register(first, resource.keys)
+    resource.gateway = first
+    status, body = await call(first, resource.keys, {"type": "announceResource", "resourceUrl": url})
+    assert status == 200, body
+    status, body = await call(second, ClientKeys.generate(), find(sha1))
+    assert status == 200 and body["found"] is True
+    assert resource.asked == [sha1]
+    # the daemon's own findFile (its client id announced the resource) never asks anyone
+    other = hashlib.sha1(b"the daemon checks the bucket").hexdigest()
+    status, body = await call(second, resource.keys, find(other))
+    assert status == 200 and body["found"] is False and resource.asked == [sha1]
