@@ -169,3 +169,28 @@ async def test_an_announcement_reaches_every_instance(tmp_path: Path, aiohttp_cl
     other = hashlib.sha1(b"the daemon checks the bucket").hexdigest()
     status, body = await call(second, resource.keys, find(other))
     assert status == 200 and body["found"] is False and resource.asked == [sha1]
+
+
+async def test_an_unreachable_resource_is_skipped_for_a_while(
+        tmp_path: Path, aiohttp_client: AiohttpClient, aiohttp_server: AiohttpServer) -> None:
+    """A resource whose proxy does not accept connections costs one refused connect, then
+    is left out for a while; the other resource still serves."""
+    from ..servers import free_port
+
+    data = secrets.token_bytes(200)
+    sha1 = hashlib.sha1(data).hexdigest()
+    resource = FakeResource({sha1: data})
+    app = web.Application()
+    app.router.add_post("/r/{name}", resource.handle)
+    good = str((await aiohttp_server(app)).make_url("/r/lab"))
+    dead = f"http://127.0.0.1:{free_port()}/r/lab"
+    client = await start(tmp_path, aiohttp_client, aiohttp_server, resource, resources=[dead, good])
+    for n in range(3):
+        t0 = time.monotonic()
+        status, body = await call(client, ClientKeys.generate(), find(f"{n}" * 40))
+        assert status == 200 and body["found"] is False and time.monotonic() - t0 < 1
+    status, body = await call(client, ClientKeys.generate(), find(sha1))
+    assert status == 200 and body["found"] is True
+    metrics = await (await client.get("/metrics")).text()
+    assert 'kachery_gateway_on_demand_resource_requests_total{answer="unavailable"} 1.0' in metrics
+    assert len(resource.asked) == 4

@@ -41,6 +41,8 @@ log = logging.getLogger("kachery_resource.gateway")
 MAX_POLL_SEC = 20.0  # one long-poll request: below the proxy's 25 s clamp
 MAX_ANSWER_BYTES = 65536
 NEGATIVE_CACHE_SIZE = 10000
+CONNECT_TIMEOUT_SEC = 3.0  # a resource's proxy that does not accept a connection by then is down
+UNREACHABLE_SKIP_SEC = 10.0  # ... and is not asked again for this long
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class OnDemand:
         self._tasks: set[asyncio.Task[None]] = set()
         self._negative: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._resources: dict[str, tuple[float, list[Resource]]] = {}
+        self._unreachable: dict[str, float] = {}  # resource URL -> skip it until (monotonic)
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -188,8 +191,10 @@ class OnDemand:
     async def _fly(self, flight: Flight, resources: list[Resource]) -> tuple[str | None, list[str]]:
         """Ask every resource at once; the first verified upload wins."""
         loop = asyncio.get_running_loop()
-        pending = {asyncio.create_task(self._ask(r.url, flight)): r for r in resources}
-        answers: list[str] = []
+        now = time.monotonic()
+        reachable = [r for r in resources if self._unreachable.get(r.url, 0) <= now]
+        pending = {asyncio.create_task(self._ask(r.url, flight)): r for r in reachable}
+        answers: list[str] = ["unavailable"] * (len(resources) - len(reachable))
         try:
             while pending:
                 done, _ = await asyncio.wait(pending, timeout=max(0.0, flight.deadline - loop.time()),
@@ -235,6 +240,15 @@ class OnDemand:
             t0 = loop.time()
             try:
                 status = await self._post(url, body, wait + 10)
+            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+                # nothing answers there (a proxy down, a firewall dropping packets): skip it
+                # for a while rather than make every miss wait for the connect timeout
+                if len(self._unreachable) > 1000:
+                    self._unreachable.clear()
+                self._unreachable[url] = time.monotonic() + UNREACHABLE_SKIP_SEC
+                log.info("on demand: cannot connect to resource %s (%s); skipping it for %g s",
+                         url, str(exc)[:200] or type(exc).__name__, UNREACHABLE_SKIP_SEC)
+                return "unavailable"
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 log.info("on demand: resource %s unavailable: %s", url, str(exc)[:200] or type(exc).__name__)
                 return "unavailable"
@@ -246,7 +260,8 @@ class OnDemand:
 
     async def _post(self, url: str, body: dict[str, object], timeout: float) -> str:
         """POST one request; the upload status it answered (ValueError on a bad answer)."""
-        async with self._http().post(url, json=body, timeout=aiohttp.ClientTimeout(total=timeout),
+        limits = aiohttp.ClientTimeout(total=timeout, sock_connect=CONNECT_TIMEOUT_SEC)
+        async with self._http().post(url, json=body, timeout=limits,
                                      proxy=proxy_for(url)) as resp:
             text = await resp.content.read(MAX_ANSWER_BYTES)
             if resp.status != 200:
