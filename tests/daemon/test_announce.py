@@ -42,7 +42,7 @@ async def test_announces_only_while_connected_and_renews(tmp_path: Path, aiohttp
     async with aiohttp.ClientSession() as session:
         announcer = Announcer(GatewayClient(session, str(server.make_url("")), keys, "default"), URL,
                               connected)
-        task = asyncio.create_task(announcer.run())
+        announcer.start()
         await asyncio.sleep(0.3)
         assert announcer.announced == 0 and await all_announcements(zone) == []
         connected.set()
@@ -54,7 +54,8 @@ async def test_announces_only_while_connected_and_renews(tmp_path: Path, aiohttp
         await asyncio.sleep(2.2)  # no renewal while disconnected: it expires
         [entry] = await all_announcements(zone)
         assert not entry.is_live()
-        task.cancel()
+        await announcer.stop()  # withdrawn: gone at once
+        assert await all_announcements(zone) == []
 
 
 async def test_a_refusal_ends_announcing(tmp_path: Path, aiohttp_server: Server,

@@ -78,3 +78,17 @@ async def test_resources_list(tmp_path: Path, aiohttp_client: object) -> None:
     assert rows[0]["lastSeen"].endswith("Z")
     text = (await asyncio.to_thread(run_cli, "resources", "list", "--config", str(config))).output
     assert f"{URL}  live" in text and "last seen" in text and "from the zones file" in text
+
+
+async def test_only_the_announcer_withdraws(local_app: tuple[Client, Path]) -> None:
+    client, _ = local_app
+    owner, other = ClientKeys.generate(), ClientKeys.generate()
+    for keys in (owner, other):
+        await register(client, keys)
+    assert (await call(client, owner, announce()))[0] == 200
+    withdraw = {"type": "withdrawResource", "resourceUrl": URL}
+    assert await call(client, other, withdraw) == (200, {"type": "withdrawResource", "withdrawn": False})
+    zone = client.app[ZONES_KEY]["default"]  # type: ignore[index]
+    assert len(await all_announcements(zone)) == 1
+    assert await call(client, owner, withdraw) == (200, {"type": "withdrawResource", "withdrawn": True})
+    assert await all_announcements(zone) == []

@@ -3,7 +3,7 @@
 While the daemon is connected to its proxy it calls ``announceResource`` (signed with its
 client keys, like every gateway call) with its resource URL ``PROXY_URL/r/NAME``, and
 renews it every ``renewSec`` the gateway answers (a third of the announcement's
-lifetime). A gateway whose ``/api/info`` does not list ``announceResource`` is left
+lifetime); when the daemon stops it withdraws it, so the gateway stops asking at once. A gateway whose ``/api/info`` does not list ``announceResource`` is left
 alone (it cannot take announcements; clients then need ``KACHERY_RESOURCE_URL``). A
 refusal that retrying cannot cure (no upload right, unknown zone) is logged once and
 ends the announcing; the daemon goes on serving.
@@ -12,6 +12,7 @@ ends the announcing; the daemon goes on serving.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from ..errors import GatewayError
@@ -20,6 +21,7 @@ from .upload import GatewayClient, TransientError
 log = logging.getLogger("kachery_resource.daemon")
 
 RETRY_SEC = 5.0
+WITHDRAW_TIMEOUT_SEC = 3.0
 MIN_RENEW_SEC = 0.5
 MAX_RENEW_SEC = 600.0
 
@@ -32,6 +34,28 @@ class Announcer:
         self.resource_url = resource_url
         self.connected = connected
         self.announced = 0  # how many announcements the gateway accepted
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Run :meth:`run` in the background until :meth:`stop`."""
+        self._task = asyncio.create_task(self.run())
+
+    async def stop(self) -> None:
+        """Stop announcing and withdraw the announcement (if any; a failure is one line)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if not self.announced:
+            return
+        try:
+            await asyncio.wait_for(self.gateway.call({
+                "type": "withdrawResource", "zone": self.gateway.zone,
+                "resourceUrl": self.resource_url}), WITHDRAW_TIMEOUT_SEC)
+            log.info("withdrew %s from the gateway", self.resource_url)
+        except (TransientError, GatewayError, TimeoutError) as exc:
+            log.warning("could not withdraw the announcement (%s); the gateway drops it when "
+                        "it expires", exc)
 
     async def offered(self) -> bool:
         """Answer whether the gateway takes announcements (asks again while unreachable)."""

@@ -83,8 +83,8 @@ async def serve(config: ResourceConfig, store: LocalStore, keys: ClientKeys, gat
                  config.proxyUrl, config.resourceName, config.zone, store.root, gateway_url,
                  config.maxConcurrentUploads)
         main = asyncio.create_task(connection.run_forever())
-        announcer = asyncio.create_task(
-            Announcer(gateway, config.resource_url, connection.connected).run())
+        announcer = Announcer(gateway, config.resource_url, connection.connected)
+        announcer.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, main.cancel)
@@ -94,8 +94,8 @@ async def serve(config: ResourceConfig, store: LocalStore, keys: ClientKeys, gat
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
-            announcer.cancel()
             await jobs.close()
+            await announcer.stop()
             uploader.close()
             log.info("stopped")
 

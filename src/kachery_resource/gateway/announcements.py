@@ -6,7 +6,9 @@ must hold the upload right in the zone)::
     announceResource {zone, resourceUrl: "PROXY_URL/r/NAME"}
         → {type, resourceUrl, ttlSec, renewSec, onDemand}
 
-and renews it every ``renewSec`` while it is connected to its proxy. The gateway keeps
+and renews it every ``renewSec`` while it is connected to its proxy; when it stops it
+withdraws it (``withdrawResource {zone, resourceUrl}`` → ``{type, withdrawn}``; only the
+client that announced it). The gateway keeps
 one small JSON record per resource URL under ``<zone prefix>/resources/`` (several
 gateway instances over one bucket see the same records); a record not renewed for
 ``announcementTtlSec`` has expired and is no longer asked. Records expired for more than
@@ -33,6 +35,11 @@ FORGET_AFTER_SEC = 7 * 86400
 
 class AnnounceResource(Payload):
     type: Literal["announceResource"]
+    resourceUrl: Annotated[str, AfterValidator(check_resource_url)]
+
+
+class WithdrawResource(Payload):
+    type: Literal["withdrawResource"]
     resourceUrl: Annotated[str, AfterValidator(check_resource_url)]
 
 
@@ -105,5 +112,19 @@ async def announce(call: Call) -> Json:
             "renewSec": ttl / 3, "onDemand": call.zone.settings.on_demand}
 
 
-PAYLOAD_TYPES: dict[str, type[Payload]] = {"announceResource": AnnounceResource}
-HANDLERS: dict[str, Handler] = {"announceResource": announce}
+async def withdraw(call: Call) -> Json:
+    """The ``withdrawResource`` handler: the announcer itself takes its resource off the list."""
+    payload = call.payload
+    assert isinstance(payload, WithdrawResource)
+    await call.uploader()
+    key = keys.resource_key(call.zone.prefix, payload.resourceUrl)
+    entry = await _read(call.zone, key)
+    if entry is None or entry.clientId != call.client_id:
+        return {"type": "withdrawResource", "withdrawn": False}
+    await call.zone.storage.delete(key)
+    return {"type": "withdrawResource", "withdrawn": True}
+
+
+PAYLOAD_TYPES: dict[str, type[Payload]] = {"announceResource": AnnounceResource,
+                                           "withdrawResource": WithdrawResource}
+HANDLERS: dict[str, Handler] = {"announceResource": announce, "withdrawResource": withdraw}
