@@ -257,7 +257,8 @@ def resources() -> None:
 @_storage_option
 @_config_option
 @_endpoint_option
-@_zone_option
+@click.option("--zone", default="default", show_default=True,
+              help="The zone whose resources to list (a zone of --config).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 def resources_list(storage: str | None, config: Path | None, s3_endpoint_url: str | None,
                    zone: str, as_json: bool) -> None:
