@@ -9,11 +9,12 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 ON_DEMAND_OUTCOMES = ("hit", "miss", "timeout", "negative-cache", "no-resources", "overloaded",
-                      "disabled", "skipped")
+                      "disabled", "skipped", "error")
 """hit: a resource uploaded the file; miss: every resource answered without it; timeout:
 nothing within onDemandWaitSec; negative-cache: a recent miss; no-resources: the zone has
 none live; overloaded: onDemandMaxInFlight reached; disabled: ``onDemand: false``;
-skipped: the caller is itself a resource of the zone."""
+skipped: the caller is itself a resource of the zone; error: the lookup itself failed
+(logged)."""
 
 
 class GatewayMetrics:

@@ -75,6 +75,7 @@ class OnDemand:
         self._tasks: set[asyncio.Task[None]] = set()
         self._negative: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._resources: dict[str, tuple[float, list[Resource]]] = {}
+        self._reading: dict[str, asyncio.Future[list[Resource]]] = {}
         self._unreachable: dict[str, float] = {}  # resource URL -> skip it until (monotonic)
 
     async def close(self) -> None:
@@ -93,15 +94,22 @@ class OnDemand:
 
     async def resources(self, zone: Zone) -> list[Resource]:
         """The zone's live resources: announced (not expired) and listed in the zones file."""
-        now = time.monotonic()
         cached = self._resources.get(zone.name)
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > time.monotonic():
             return cached[1]
+        reading = self._reading.get(zone.name)
+        if reading is None:  # one read of the storage however many lookups wait for it
+            reading = asyncio.ensure_future(self._read_resources(zone))
+            self._reading[zone.name] = reading
+            reading.add_done_callback(lambda _: self._reading.pop(zone.name, None))
+        return await asyncio.shield(reading)
+
+    async def _read_resources(self, zone: Zone) -> list[Resource]:
         found = [Resource(a.resourceUrl, "announced", a.clientId)
                  for a in await all_announcements(zone, prune=True) if a.is_live()]
         urls = {r.url for r in found}
         found += [Resource(url, "config") for url in zone.settings.resources if url not in urls]
-        self._resources[zone.name] = (now + self.settings.resources_cache_sec, found)
+        self._resources[zone.name] = (time.monotonic() + self.settings.resources_cache_sec, found)
         return found
 
     def forget_resources(self, zone: Zone) -> None:
@@ -112,7 +120,12 @@ class OnDemand:
         """After a findFile miss: answer whether the file is in the bucket now, having
         asked the zone's resources for it (see the module doc)."""
         t0 = time.monotonic()
-        outcome, winner = await self._lookup(zone, sha1, requester)
+        try:
+            outcome, winner = await self._lookup(zone, sha1, requester)
+        except Exception as exc:  # e.g. the storage failed listing resources: a plain miss
+            log.warning("on-demand lookup of sha1://%s in zone %s failed: %s: %s", sha1, zone.name,
+                        type(exc).__name__, str(exc)[:300])
+            outcome, winner = "error", None
         seconds = time.monotonic() - t0
         self.metrics.observe_on_demand(outcome, seconds)
         if outcome not in ("disabled", "no-resources", "skipped"):
