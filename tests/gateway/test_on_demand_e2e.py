@@ -82,12 +82,12 @@ def test_find_file_over_http_fetches_cold(stack: OnDemandStack) -> None:
     assert hashlib.sha1(got).hexdigest() == sha1 and got == data
 
 
-def test_unknown_hash_is_not_found_at_once(local_stack: OnDemandStack) -> None:
+def test_unknown_hash_is_not_found_at_once(stack: OnDemandStack) -> None:
     sha1 = hashlib.sha1(secrets.token_bytes(8)).hexdigest()
     t0 = time.monotonic()
-    assert local_stack.find(sha1)["found"] is False
+    assert stack.find(sha1)["found"] is False
     assert time.monotonic() - t0 < 1.0
-    wait_until(lambda: all(d.requests_for(sha1) == 1 for d in local_stack.daemons.values()), timeout=5)
+    wait_until(lambda: all(d.requests_for(sha1) == 1 for d in stack.daemons.values()), timeout=5)
 
 
 def test_many_concurrent_finds_make_one_upload(stack: OnDemandStack) -> None:
