@@ -112,10 +112,6 @@ class OnDemand:
         self._resources[zone.name] = (time.monotonic() + self.settings.resources_cache_sec, found)
         return found
 
-    def forget_resources(self, zone: Zone) -> None:
-        """Read the zone's resources again on the next lookup (after an announcement)."""
-        self._resources.pop(zone.name, None)
-
     async def find_or_fetch(self, zone: Zone, sha1: str, requester: str | None = None) -> bool:
         """After a findFile miss: answer whether the file is in the bucket now, having
         asked the zone's resources for it (see the module doc)."""
