@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import uvloop
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 from .errors import ConfigError
 
@@ -29,9 +30,15 @@ async def serve(
     port: int,
     *,
     on_started: Callable[[str], Awaitable[None]] | None = None,
+    access_log_class: type[AbstractAccessLogger] | None = None,
 ) -> None:
-    """Serve ``app`` until SIGINT/SIGTERM. The first line printed is the URL listened on."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    """Serve ``app`` until SIGINT/SIGTERM. The first line printed is the URL listened on.
+
+    ``access_log_class`` is told of every request once its response was sent."""
+    if access_log_class is None:
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    else:
+        runner = web.AppRunner(app, handle_signals=False, access_log_class=access_log_class)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     try:

@@ -37,18 +37,19 @@ class MpStack:
     prefix: str = ""
 
     def leftovers(self) -> list[str]:
-        """Every staged object, part or unfinished upload in the storage (content aside)."""
+        """Every staged object, part or unfinished upload in the storage (content, client
+        records and resource announcements aside)."""
         if self.listing_root is not None:
             return sorted(p.relative_to(self.listing_root).as_posix()
                           for p in self.listing_root.rglob("*")
                           if p.is_file() and not p.name.startswith(".kachery-gateway-secret")
-                          and "clients" not in p.parts and "sha1" not in p.parts)
+                          and not {"clients", "resources", "sha1"} & set(p.parts))
         assert self.s3 is not None
         c = self.s3.client()
         objects = c.list_objects_v2(Bucket=self.s3.bucket, Prefix=self.prefix + "/").get("Contents", [])
         uploads = c.list_multipart_uploads(Bucket=self.s3.bucket, Prefix=self.prefix + "/").get("Uploads", [])
         return sorted([o["Key"] for o in objects
-                       if "/clients/" not in o["Key"] and "/sha1/" not in o["Key"]]
+                       if not any(f"/{d}/" in o["Key"] for d in ("clients", "resources", "sha1"))]
                       + [f"(upload) {u['Key']}" for u in uploads])
 
     def find(self, sha1: str) -> dict[str, Any]:

@@ -146,8 +146,10 @@ def _stack(backend: str, workdir: Path, proxy: tuple[str, str], s3: S3Server | N
     with ThreadPoolExecutor(2) as pool:
         registering = pool.submit(run_cli, "gateway", "clients", "add", keys.client_id,
                                   "--storage", storage, "--upload", "--download", env=env)
-        gateway = start_cli(["gateway", "--host", "127.0.0.1", "--port", "0", "--storage", storage],
-                            env=env, timeout=60)
+        # these tests exercise the resource protocol (KACHERY_RESOURCE_URL); the gateway's
+        # own on-demand fetch has its tests in tests/gateway/test_on_demand_e2e.py
+        gateway = start_cli(["gateway", "--host", "127.0.0.1", "--port", "0", "--storage", storage,
+                             "--no-on-demand"], env=env, timeout=60)
         registering.result()
     proxy_url, secret = proxy
     rdir = workdir / "resource"

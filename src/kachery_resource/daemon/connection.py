@@ -105,6 +105,7 @@ class ProxyConnection:
         self._name_taken_grace = name_taken_grace_sec
         self._name_taken_since: float | None = None
         self._on_state = on_state or (lambda connected, why: None)
+        self.connected = asyncio.Event()  # set while the proxy has acknowledged this daemon
 
     async def run_forever(self) -> None:
         """Connect, serve, and reconnect after every failure that may heal; returns only when
@@ -184,9 +185,11 @@ class ProxyConnection:
             self._name_taken_since = None
             self._announce()
             self._on_state(True, "")
+            self.connected.set()
             try:
                 await self._receive_loop(ws)
             finally:
+                self.connected.clear()
                 for task in list(self._tasks):
                     task.cancel()
             if ws.close_code == CLOSE_REPLACED:

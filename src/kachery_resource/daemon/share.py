@@ -17,6 +17,7 @@ from ..errors import FileChangedError, GatewayError, KeysError
 from ..identity import ClientKeys, load_client_keys
 from ..messages import UploadState
 from ..store import LocalFile, LocalStore
+from .announce import Announcer
 from .connection import ProxyConnection
 from .jobs import JobManager, UploadJob
 from .state import ShareState
@@ -104,6 +105,8 @@ async def serve(config: ResourceConfig, store: LocalStore, keys: ClientKeys, gat
                  config.proxyUrl, config.resourceName, config.zone, config.maxConcurrentUploads)
         main = asyncio.create_task(connection.run_forever())
         publisher = asyncio.create_task(state.publish_forever()) if state_dir else None
+        announcer = Announcer(gateway, config.resource_url, connection.connected)
+        announcer.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, main.cancel)
@@ -117,6 +120,7 @@ async def serve(config: ResourceConfig, store: LocalStore, keys: ClientKeys, gat
                 publisher.cancel()
                 state.remove()
             await jobs.close()
+            await announcer.stop()
             uploader.close()
             log.info("stopped")
 

@@ -9,7 +9,7 @@ content key and the ``signedUploadHeaders`` its PUT must carry; finalizing that 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -29,6 +29,7 @@ from .envelope import (
 )
 from .problems import ApiError, bad_request, forbidden
 from .registry import ClientRecord
+from .requestlog import note
 from .settings import GatewaySettings
 from .storage import UrlContext
 from .storage.base import content_mismatch
@@ -40,6 +41,15 @@ EMPTY_SHA1 = "da39a3ee5e6b4b0d3255bfef95601890afd80709"
 
 Json = dict[str, Any]
 Handler = Callable[["Call"], Awaitable[Json]]
+
+
+class Fetcher(Protocol):
+    """Fetches a missing file from the zone's resources (on_demand.OnDemand)."""
+
+    async def find_or_fetch(self, zone: Zone, sha1: str, requester: str | None = None) -> bool: ...
+
+
+FETCHER_KEY = web.AppKey("fetcher", Fetcher)
 
 
 class Call:
@@ -107,14 +117,20 @@ async def get_client_info(call: Call) -> Json:
     return {"type": "getClientInfo", "found": True, "client": client}
 
 
-async def find_in_zone(zone: Zone, sha1: str, ctx: UrlContext, settings: GatewaySettings) -> Json | None:
+async def find_in_zone(zone: Zone, sha1: str, ctx: UrlContext, settings: GatewaySettings,
+                       fetcher: Fetcher | None = None, requester: str | None = None) -> Json | None:
     """Look up content ``sha1`` in ``zone`` and sign a download URL for it: the one lookup
     behind findFile of both API generations (``/api/gateway`` and ``/api/findFile``).
 
+    On a miss, ``fetcher`` (the app's on-demand component, when there is one) asks the
+    zone's resources for the file and waits, bounded, for its verified upload; a
+    ``requester`` that is itself an announced resource never triggers that.
     Answers ``size``, ``url``, ``bucketUri`` and ``objectKey``, or None when the zone does
     not hold the file. Rights are the caller's business."""
     key = keys.content_key(zone.prefix, sha1)
     size = await zone.storage.size_of(key)
+    if size is None and fetcher is not None and await fetcher.find_or_fetch(zone, sha1, requester):
+        size = await zone.storage.size_of(key)
     if size is None:
         return None
     url = zone.storage.download_url(ctx, key, settings.download_url_ttl_sec)
@@ -132,7 +148,8 @@ async def find_file(call: Call) -> Json:
         if not record.download:
             raise forbidden("download_not_allowed",
                             f"client {call.client_id} may not download from zone {zone.name!r}")
-    found = await find_in_zone(zone, payload.hash, call.url_context(), call.settings)
+    found = await find_in_zone(zone, payload.hash, call.url_context(), call.settings,
+                               call.request.app.get(FETCHER_KEY), call.client_id)
     if found is None:
         return {"type": "findFile", "found": False}
     return {"type": "findFile", "found": True, **found, "cacheHit": False}
@@ -249,6 +266,7 @@ class GatewayApi:
         check_timestamp(payload.timestamp, self.settings.timestamp_window_sec)
         check_signature(envelope)
         kind = str(envelope.payload["type"])
+        note(endpoint=kind, client=envelope.fromClientId)
         handler = self.handlers.get(kind)
         if handler is None:  # the two tables are kept in step
             raise bad_request("unknown_request_type", f"request type {kind!r} is not handled")

@@ -23,7 +23,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..uri import is_sha1_hex
-from .api import finalize_upload, find_in_zone, initiate_upload, url_context
+from .api import FETCHER_KEY, finalize_upload, find_in_zone, initiate_upload, url_context
 from .envelope import describe, read_limited
 from .problems import ApiError, bad_request
 from .settings import ZONE_NAME, GatewaySettings
@@ -187,7 +187,7 @@ class V2Api:
         zone = self.zone(req.zoneName)
         await self.downloader(request, zone)
         found = await find_in_zone(zone, req.hash, url_context(request, self.settings, zone),
-                                   self.settings)
+                                   self.settings, request.app.get(FETCHER_KEY))
         if found is None:
             return {"type": "findFileResponse", "found": False}
         return {"type": "findFileResponse", "found": True, **found, "cacheHit": False}

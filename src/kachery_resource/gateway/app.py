@@ -7,12 +7,16 @@ Routes::
                                     the kachery 2.x API (api_v2.py)
     GET  /api/info                  capabilities (JSON)
     GET  /healthz                   {"status": "ok"}
+    GET  /metrics                   Prometheus metrics (metrics.py)
     GET  /registerClient/<id>       client self-registration (registration.py)
     GET  /client/<id>               a client's registration status
     GET|HEAD|PUT /files/<zone>/<key> signed object URLs of local-directory zones (files.py)
 
-Middleware: CORS for browsers on ``/api/`` and ``/files/`` (cors.py), then one error
-renderer (problems.py). At startup, before the server listens,
+Middleware: CORS for browsers on ``/api/`` and ``/files/`` (cors.py), per-request log
+fields (requestlog.py), one error renderer (problems.py); serve with
+``access_log_class=GatewayAccessLogger`` for metrics and the access log. findFile misses
+(both API generations) go to the on-demand fetcher (on_demand.py). At startup, before the
+server listens,
 every storage not probed yet finds out whether it verifies sha1 checksums itself
 (zones.probe_zones). A background task deletes unfinished uploads older than
 ``stagingMaxAgeSec``.
@@ -26,14 +30,19 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import keys, multipart
-from .api import GatewayApi
+from ..proxy.accesslog import AccessLog
+from . import announcements, keys, multipart
+from .api import FETCHER_KEY, GatewayApi
 from .api_v2 import V2Api
 from .cors import cors_middleware
 from .files import FileRoutes
+from .metrics import GatewayMetrics
+from .on_demand import OnDemand
 from .problems import error_middleware
 from .registration import RegistrationRoutes
+from .requestlog import REQUEST_LOG_KEY, RequestLog, note_middleware
 from .settings import GatewaySettings
 from .zones import Zone, close_zones, open_zones, probe_zones
 
@@ -65,6 +74,7 @@ def capabilities(settings: GatewaySettings, zones: dict[str, Zone], api: Gateway
         "multipartUpload": multipart.capability(settings),
         "kachery2Api": ["findFile", "initiateFileUpload", "finalizeFileUpload"],
         "corsOrigins": settings.cors_origins,
+        "announcementTtlSec": settings.announcement_ttl_sec,
     }
 
 
@@ -97,11 +107,18 @@ async def _cleanup_loop(settings: GatewaySettings, zones: dict[str, Zone]) -> No
 def build_app(settings: GatewaySettings, zones: dict[str, Zone] | None = None) -> web.Application:
     """The gateway app for ``settings`` (zones are opened here unless given)."""
     zones = open_zones(settings) if zones is None else zones
-    app = web.Application(middlewares=[cors_middleware(settings.cors_origins), error_middleware],
+    app = web.Application(middlewares=[cors_middleware(settings.cors_origins), note_middleware,
+                                       error_middleware],
                           client_max_size=settings.max_body_bytes)
     app[SETTINGS_KEY] = settings
     app[ZONES_KEY] = zones
-    api = GatewayApi(settings, zones, multipart.PAYLOAD_TYPES, multipart.HANDLERS)
+    metrics = GatewayMetrics()
+    on_demand = OnDemand(settings, metrics)
+    access_log = AccessLog(settings.access_log)
+    app[FETCHER_KEY] = on_demand
+    app[REQUEST_LOG_KEY] = RequestLog(metrics, access_log)
+    api = GatewayApi(settings, zones, {**multipart.PAYLOAD_TYPES, **announcements.PAYLOAD_TYPES},
+                     {**multipart.HANDLERS, **announcements.HANDLERS})
     info = capabilities(settings, zones, api)
 
     async def get_info(request: web.Request) -> web.Response:
@@ -110,12 +127,17 @@ def build_app(settings: GatewaySettings, zones: dict[str, Zone] | None = None) -
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
+    async def get_metrics(request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(metrics.registry),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+
     files = FileRoutes(zones)
     registration = RegistrationRoutes(zones)
     app.router.add_post("/api/gateway", api.handle)
     app.router.add_routes(V2Api(settings, zones).routes())
     app.router.add_get("/api/info", get_info)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", get_metrics)
     app.router.add_get("/registerClient/{client_id}", registration.register)
     app.router.add_get("/client/{client_id}", registration.show)
     app.router.add_get("/files/{zone}/{key:.+}", files.get)
@@ -128,7 +150,9 @@ def build_app(settings: GatewaySettings, zones: dict[str, Zone] | None = None) -
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await on_demand.close()
         await close_zones(zones)
+        access_log.close()
 
     app.cleanup_ctx.append(background)
     return app

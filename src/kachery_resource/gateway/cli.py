@@ -51,11 +51,20 @@ T = TypeVar("T")
 @click.option("--no-public-download", is_flag=True, default=None,
               help="Every zone: only approved clients with the download right may download "
                    "(overrides allowPublicDownload).")
+@click.option("--no-on-demand", is_flag=True, default=None,
+              help="Every zone: findFile does not ask the zone's resources for missing files "
+                   "(overrides onDemand).")
+@option("--access-log", "access_log", default=None, metavar="-|FILE",
+        show_default="the config's accessLog, else - (stderr)",
+        help="One JSON line per request (time, client, method, path, status, bytes, duration, "
+             "the resource that served an on-demand find): '-' (stderr) or a file (appended).")
+@click.option("--no-access-log", is_flag=True, default=False, help="Write no access log.")
 @click.pass_context
 def gateway(ctx: click.Context, host: str, port: int, storage: str | None, config: Path | None,
             s3_endpoint_url: str | None, public_url: str | None, timestamp_window: float | None,
             allow_public_upload: bool | None, auto_approve_clients: bool | None,
-            no_public_download: bool | None) -> None:
+            no_public_download: bool | None, no_on_demand: bool | None, access_log: str | None,
+            no_access_log: bool) -> None:
     """Run the zone gateway (the server kachery-cloud calls KACHERY_GATEWAY_URL).
 
     Prints its URL as the first line. With `clients …` manage client registrations instead.
@@ -68,7 +77,8 @@ def gateway(ctx: click.Context, host: str, port: int, storage: str | None, confi
         timestamp_window = None  # the config's timestampWindowSec, else the same default
     settings = load_settings(config, storage=storage, overrides={
         "s3EndpointUrl": s3_endpoint_url, "publicUrl": public_url,
-        "timestampWindowSec": timestamp_window})
+        "timestampWindowSec": timestamp_window,
+        "accessLog": "off" if no_access_log else access_log})
     for zone in settings.zones.values():
         if allow_public_upload:
             zone.allow_public_upload = True
@@ -76,8 +86,11 @@ def gateway(ctx: click.Context, host: str, port: int, storage: str | None, confi
             zone.auto_approve_clients = True
         if no_public_download:
             zone.allow_public_download = False
+        if no_on_demand:
+            zone.on_demand = False
     from ..servers import run, serve
     from .app import build_app
+    from .requestlog import GatewayAccessLogger
     from .zones import check_zones, close_zones, describe, open_zones, verification
 
     zones = open_zones(settings)
@@ -98,7 +111,7 @@ def gateway(ctx: click.Context, host: str, port: int, storage: str | None, confi
         except BaseException:
             await close_zones(zones)
             raise
-        await serve(app, host, port, on_started=announce)
+        await serve(app, host, port, on_started=announce, access_log_class=GatewayAccessLogger)
 
     run(main())
 
@@ -201,5 +214,51 @@ def clients_remove(client_id: str, storage: str | None, config: Path | None,
 
 
 gateway.add_command(users)
+
+
+@gateway.group("resources")
+def resources() -> None:
+    """The resources a zone asks for files it lacks (announced by daemons, or in --config)."""
+
+
+@resources.command("list")
+@_storage_option
+@_config_option
+@_endpoint_option
+@click.option("--zone", default="default", show_default=True,
+              help="The zone whose resources to list (a zone of --config).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def resources_list(storage: str | None, config: Path | None, s3_endpoint_url: str | None,
+                   zone: str, as_json: bool) -> None:
+    """List a zone's resources: announced ones with the last time each was seen, and those
+    the zones file lists."""
+    from .announcements import Announcement, all_announcements
+
+    z = _zone(_settings(storage, config, s3_endpoint_url), zone)
+
+    async def listing(_registry: ClientRegistry) -> list[Announcement]:
+        return await all_announcements(z)
+
+    rows: list[dict[str, str | None]] = [{"resourceUrl": a.resourceUrl, "source": "announced",
+             "status": "live" if a.is_live() else "expired", "lastSeen": _iso(a.lastSeen),
+             "expires": _iso(a.expires), "clientId": a.clientId} for a in _run(listing, z)]
+    announced = {r["resourceUrl"] for r in rows}
+    rows += [{"resourceUrl": url, "source": "config", "status": "listed", "lastSeen": None,
+              "expires": None, "clientId": None} for url in z.settings.resources if url not in announced]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo(f"no resources in zone {zone}")
+    for row in rows:
+        seen = f"last seen {row['lastSeen']}" if row["lastSeen"] else "from the zones file"
+        click.echo(f"{row['resourceUrl']}  {row['status']:<8} {seen}")
+
+
+def _iso(ms: int) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
 
 commands: list[click.Command] = [gateway]

@@ -7,6 +7,7 @@ Layout under a zone's prefix ``P`` (``P/`` is omitted when the prefix is empty):
     P/multipart/<sha1>/<upload id>/...   multipart uploads waiting for complete
     P/clients/<client id>                client records (JSON)
     P/users/<sha256 of the API key>      user records (JSON; the key itself is never stored)
+    P/resources/<sha1 of resource URL>   resource announcements (JSON)
 """
 
 from __future__ import annotations
@@ -103,6 +104,18 @@ def user_key(prefix: str, key_hash: str) -> str:
 def users_root(prefix: str) -> str:
     """The prefix of every user record."""
     return join(prefix, "users")
+
+
+def resources_root(prefix: str) -> str:
+    """The prefix of every resource announcement."""
+    return join(prefix, "resources")
+
+
+def resource_key(prefix: str, resource_url: str) -> str:
+    """``<prefix>/resources/<sha1 of the URL>``: one resource announcement."""
+    import hashlib
+
+    return join(prefix, "resources", hashlib.sha1(resource_url.encode()).hexdigest())
 
 
 def multipart_key(prefix: str, sha1: str, upload_id: str) -> str:

@@ -10,11 +10,13 @@ kachery-cloud prints the body text of a failed call, so the message is what a us
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from ..errors import GatewayError
+from .requestlog import note
 
 
 class ApiError(GatewayError):
@@ -71,12 +73,20 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as exc:
+        note(error=exc.code)
         return error_response(exc.http_status, exc.code, str(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code = _HTTP_CODES.get(exc.status, "http_error")
         return error_response(exc.status, code, exc.reason)
+    except ConnectionError as exc:  # the client went away mid-transfer: expected, one line
+        received = getattr(request.content, "total_bytes", 0)
+        logging.getLogger("kachery_resource.gateway").warning(
+            "client %s went away during %s %s after %d bytes (%s)", request.remote,
+            request.method, request.path[:200], received, exc)
+        note(error="client_gone")
+        return error_response(499, "client_gone", "the client closed the connection")
     except Exception as exc:  # the last line of defence: never leak a traceback
         request.app.logger.exception("unexpected error in %s %s", request.method, request.path)
         return error_response(500, "internal_error", f"internal error: {type(exc).__name__}")

@@ -12,6 +12,9 @@ Example ``zones.yaml`` (every key but ``zones`` is optional)::
         allowPublicDownload: true
         allowPublicUpload: false     # true: any *registered* client may upload
         autoApproveClients: false    # true: /registerClient approves at once (upload + download)
+        onDemand: true               # findFile on a miss asks the zone's resources
+        onDemandWaitSec: 25          # ... and waits at most this long for the upload
+        resources: [https://proxy.example.org/r/lab1]   # asked besides announced resources
       lab.private:
         storage: s3://lab-bucket/kachery
         prefix: private
@@ -38,9 +41,10 @@ DEFAULT_ZONE = "default"
 MAX_SINGLE_PUT = 5_000_000_000
 STORAGE_FORMS = "a local directory (DIR or file:///DIR) or s3://BUCKET[/PREFIX]"
 CORS_ORIGIN = re.compile(r"https?://[A-Za-z0-9.\[\]:-]+")
+RESOURCE_PATH = re.compile(r"/r/[A-Za-z0-9][A-Za-z0-9_.-]{0,199}/?$")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 FLAGS = {"storage": "--storage", "s3EndpointUrl": "--s3-endpoint-url", "publicUrl": "--public-url",
-         "timestampWindowSec": "--timestamp-window"}
+         "timestampWindowSec": "--timestamp-window", "accessLog": "--access-log"}
 """The command-line flag of each setting a flag can override (named in error messages)."""
 
 
@@ -81,9 +85,20 @@ def check_http_url(value: str | None, example: str) -> str | None:
     return value
 
 
+def check_resource_url(value: str) -> str:
+    """Accept ``http(s)://HOST[:PORT][/PATH]/r/NAME`` (a resource URL on a proxy)."""
+    check_http_url(value, "https://proxy.example.org/r/NAME")
+    path = urlsplit(value).path
+    if len(value) > 1000 or not RESOURCE_PATH.search(path) or urlsplit(value).query:
+        raise ValueError("must be a resource URL: PROXY_URL/r/RESOURCE_NAME, e.g. "
+                         "https://proxy.example.org/r/lab1")
+    return value.rstrip("/")
+
+
 StorageUrl = Annotated[str | None, AfterValidator(check_storage)]
 EndpointUrl = Annotated[str | None, AfterValidator(partial(check_http_url, example="http://127.0.0.1:8333"))]
 PublicUrl = Annotated[str | None, AfterValidator(partial(check_http_url, example="https://gateway.example.org"))]
+ResourceUrl = Annotated[str, AfterValidator(check_resource_url)]
 
 
 class ZoneSettings(BaseModel):
@@ -100,6 +115,14 @@ class ZoneSettings(BaseModel):
                                       description="every approved client may upload, not only those with the upload right")
     auto_approve_clients: bool = Field(False, alias="autoApproveClients",
                                        description="/registerClient approves at once, with upload and download rights")
+    on_demand: bool = Field(True, alias="onDemand",
+                            description="findFile on a miss asks the zone's resources for the file")
+    on_demand_wait_sec: float = Field(25.0, alias="onDemandWaitSec", gt=0, le=300,
+                                      description="longest a findFile waits for an on-demand upload")
+    on_demand_max_in_flight: int = Field(64, alias="onDemandMaxInFlight", ge=1,
+                                         description="hashes fetched on demand at once; beyond: not found")
+    resources: list[ResourceUrl] = Field(default_factory=list, max_length=100,
+                                         description="resource URLs (PROXY/r/NAME) asked besides announced ones")
 
 
 class GatewaySettings(BaseModel):
@@ -129,6 +152,15 @@ class GatewaySettings(BaseModel):
     cors_origins: list[str] = Field(["*"], alias="corsOrigins",
                                     description="origins of web pages that may call the API and use "
                                                 "signed /files/ URLs (CORS); \"*\": any page")
+    announcement_ttl_sec: float = Field(90.0, alias="announcementTtlSec", ge=1,
+                                        description="an announced resource is asked until this long after its "
+                                                    "last renewal (daemons renew every third of it)")
+    resources_cache_sec: float = Field(2.0, alias="resourcesCacheSec", ge=0,
+                                       description="how long the list of a zone's resources is reused")
+    negative_cache_sec: float = Field(10.0, alias="negativeCacheSec", ge=0,
+                                      description="a hash every resource said it lacks is not asked again for this long")
+    access_log: str = Field("-", alias="accessLog",
+                            description="one JSON line per request: '-' (stderr), 'off', or a file")
     zones: dict[str, ZoneSettings] = Field(default_factory=dict)
 
     @field_validator("cors_origins")
