@@ -40,6 +40,9 @@ class Initialize(Message):
     proxySecret: str = Field(max_length=4096)
     # extension: a daemon that speaks protocol 2 says so here (a v1 daemon never sends it)
     protocolVersion: int | None = None
+    # extension (protocol 2): the inner request types the daemon answers; absent means
+    # fileUpload only (docs/design-chunks.md, "Negotiation")
+    requestTypes: list[str] | None = Field(default=None, max_length=32)
 
 
 class Acknowledge(Message):

@@ -54,6 +54,13 @@ async def test_three_instances_share_names_and_recover_from_a_kill(
             assert (await _post(session, urls[0], "nobody"))[0] == 404
             status, body = await _post(session, urls[1], "n0", zone="elsewhere")
             assert status == 500 and body["code"] == "zone-mismatch"
+            # the instance holding the socket decides which request types its daemon takes
+            ranges = {**client_body("n0", "e" * 40),
+                      "request": {"type": "fileRanges", "uri": "sha1://" + "e" * 40,
+                                  "ranges": [[0, 1]], "timeoutMsec": 100}}
+            async with session.post(f"{urls[1]}/r/n0", json=ranges) as r:
+                body = await r.json()
+                assert r.status == 400 and body["code"] == "unsupported-request", body
             # a name held on one instance cannot be claimed on another with the shared secret
             thief = await daemon(urls[1], "n0")
             assert not await thief.connect() and thief.close_code == 4002

@@ -14,7 +14,13 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from .errors import ProxyRefusal, timed_out
-from .wire import client_envelope, request_message, v1_request
+from .wire import (
+    DEFAULT_REQUEST_TYPES,
+    check_declared,
+    client_envelope,
+    request_message,
+    v1_request,
+)
 
 
 class DaemonSocket(Protocol):
@@ -58,11 +64,14 @@ class DaemonConnection:
     """A daemon's WebSocket as held by this proxy instance."""
 
     __slots__ = ("_outbox", "closed", "instance_id", "max_inflight", "name", "pending",
-                 "protocol", "remote", "since", "sock", "via_token", "zone")
+                 "protocol", "remote", "request_types", "since", "sock", "via_token", "zone")
 
     def __init__(self, sock: DaemonSocket, name: str, zone: str, *, protocol: int,
-                 via_token: bool, max_inflight: int, remote: str, instance_id: str) -> None:
+                 via_token: bool, max_inflight: int, remote: str, instance_id: str,
+                 request_types: frozenset[str] = DEFAULT_REQUEST_TYPES) -> None:
         self.sock = sock
+        #: the inner request types the daemon declared (a v1 daemon: fileUpload only)
+        self.request_types = request_types if protocol >= 2 else DEFAULT_REQUEST_TYPES
         self._outbox: list[bytes] | None = None  # frames written together once per loop turn
         self.name = name
         self.zone = zone
@@ -80,6 +89,8 @@ class DaemonConnection:
         if zone != self.zone:
             raise ProxyRefusal(500, "zone-mismatch", f"Zone mismatch: {zone} <> {self.zone} "
                                f"(resource {self.name} is served in zone {self.zone})")
+        if self.protocol >= 2:
+            check_declared(request, self.request_types, self.name)
         if self.closed:
             raise ProxyRefusal(502, "resource-disconnected",
                                f"resource {self.name} disconnected; ask again shortly")

@@ -25,7 +25,7 @@ from ..messages import Acknowledge, Initialize, Pong, dumps, parse
 from .connection import AiohttpSocket, DaemonConnection, DaemonSocket, text_frame
 from .errors import ProxyRefusal
 from .state import STATE, ProxyState
-from .wire import is_valid_reply, parse_daemon_message
+from .wire import declared_types, is_valid_reply, parse_daemon_message
 
 CLOSE_UNAUTHORIZED = 4001
 CLOSE_NAME_TAKEN = 4002
@@ -61,7 +61,8 @@ async def initialize(st: ProxyState, sock: DaemonSocket, text: str,
             conn = DaemonConnection(sock, name, grant.zone, protocol=protocol,
                                     via_token=grant.via_token,
                                     max_inflight=st.settings.max_inflight_per_resource,
-                                    remote=remote, instance_id=st.settings.instance_id)
+                                    remote=remote, instance_id=st.settings.instance_id,
+                                    request_types=declared_types(init.requestTypes))
             replacing = name in st.registry.conns
             await st.registry.claim(conn)
         except ProxyRefusal as refusal:
@@ -82,7 +83,8 @@ async def initialize(st: ProxyState, sock: DaemonSocket, text: str,
         raise InitRefused(CLOSE_PROTOCOL, "the socket closed before the acknowledge") from None
     st.metrics.event("replaced" if replacing else "connected")
     st.access_log.write(event="daemon-connected", resource=conn.name, zone=conn.zone,
-                        protocol=protocol, viaToken=grant.via_token, remote=remote,
+                        protocol=protocol, requestTypes=sorted(conn.request_types),
+                        viaToken=grant.via_token, remote=remote,
                         instance=st.settings.instance_id)
     return conn
 

@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .errors import ProxyRefusal
 from .state import STATE, ProxyState
-from .wire import clamp_waits, compact_json, parse_client_body
+from .wire import ROUTED_REQUEST_TYPES, clamp_waits, compact_json, parse_client_body
 
 try:
     from importlib.metadata import version as _version
@@ -98,7 +98,8 @@ async def info(request: web.Request) -> web.Response:
     s = request.app[STATE].settings
     return json_response({
         "service": "kachery-resource-proxy", "version": VERSION,
-        "protocols": [1, 2], "instance": s.instance_id, "multiInstance": s.nats_url is not None,
+        "protocols": [1, 2], "resourceRequestTypes": list(ROUTED_REQUEST_TYPES),
+        "instance": s.instance_id, "multiInstance": s.nats_url is not None,
         "limits": {"maxWaitSec": s.max_wait_sec, "innerMarginSec": s.inner_margin_sec,
                    "maxBodyBytes": s.max_body_bytes, "maxFrameBytes": s.max_frame_bytes,
                    "maxInflightPerResource": s.max_inflight_per_resource,

@@ -17,6 +17,11 @@ import orjson
 from .errors import ProxyRefusal, bad_request
 
 V1_FILE_UPLOAD_KEYS = ("type", "uri", "timeoutMsec")
+#: the inner request types this proxy routes (to a daemon that declared them)
+ROUTED_REQUEST_TYPES = ("fileUpload", "fileRanges")
+#: what a daemon answers when it declares nothing (v1, or a v2 daemon before fileRanges)
+DEFAULT_REQUEST_TYPES = frozenset({"fileUpload"})
+MAX_TYPE_NAME = 64
 
 
 def compact_json(value: Any) -> bytes:
@@ -89,11 +94,27 @@ def clamp_waits(req: ClientRequest, max_wait_sec: float, margin_sec: float) -> f
     return wait_sec
 
 
+def declared_types(types: list[str] | None) -> frozenset[str]:
+    """The request types a daemon's ``initialize`` declares (``fileUpload`` at least)."""
+    names = {t for t in types or () if isinstance(t, str) and 0 < len(t) <= MAX_TYPE_NAME}
+    return DEFAULT_REQUEST_TYPES | names
+
+
+def check_declared(request: dict[str, Any], types: frozenset[str], name: str) -> None:
+    """Refuse at once (400 ``unsupported-request``) a request its daemon did not declare."""
+    kind = request["type"]
+    if kind not in types:
+        raise ProxyRefusal(400, "unsupported-request",
+                           f"resource {name} does not answer {str(kind)[:MAX_TYPE_NAME]!r} "
+                           f"requests (it answers {', '.join(sorted(types))})")
+
+
 def v1_request(request: dict[str, Any]) -> dict[str, Any]:
     """The inner request as a v1 daemon accepts it (exactly the v1 fields), or refuse."""
     if request["type"] != "fileUpload":
-        raise bad_request(f"invalid request: this resource speaks protocol 1, which has no "
-                          f"{request['type']!r} request (only fileUpload)")
+        raise ProxyRefusal(400, "unsupported-request",
+                           f"this resource speaks protocol 1, which has no "
+                           f"{str(request['type'])[:MAX_TYPE_NAME]!r} request (only fileUpload)")
     if "timeoutMsec" not in request:
         raise bad_request('invalid request: a fileUpload request needs "timeoutMsec"')
     if len(request) == 3:
