@@ -115,6 +115,12 @@ class ResourceConfig(BaseModel):
                     "default ~/.kachery",
     )
 
+    uploadWholeAfterRanges: bool = Field(
+        default=True,
+        description="after a file's first fileRanges request, upload the whole file in the "
+                    "background (behind every chunk) so later reads are plain bucket reads",
+    )
+
     @field_validator("resourceName")
     @classmethod
     def _name(cls, v: str) -> str:
@@ -210,6 +216,8 @@ class ResourceConfig(BaseModel):
             data["kacheryCloudDir"] = self.kacheryCloudDir
         if self.kacheryDir:
             data["kacheryDir"] = self.kacheryDir
+        if not self.uploadWholeAfterRanges:
+            data["uploadWholeAfterRanges"] = False
         data.update({k: v for k, v in (self.model_extra or {}).items() if v is not None})
         return data
 

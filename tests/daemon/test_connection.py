@@ -108,7 +108,8 @@ async def test_initialize_matches_negotiated_protocol(setup: tuple[StandInProxy,
     if proxy.protocols is None:
         assert init == expected and conn.protocol == 1
     else:
-        assert init == {**expected, "protocolVersion": 2} and conn.protocol == 2
+        assert init == {**expected, "protocolVersion": 2, "requestTypes": ["fileUpload"]}
+        assert conn.protocol == 2
 
 
 async def test_requests_garbage_and_reconnect(setup: tuple[StandInProxy, ProxyConnection],

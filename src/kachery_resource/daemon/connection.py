@@ -38,6 +38,7 @@ from ..messages import Initialize, UploadState, dumps
 from ..uri import parse_sha1_uri
 from .jobs import JobManager
 from .logs import log_request
+from .ranges import RangeJobs
 from .refusals import (
     CLOSE_NAME_TAKEN,
     CLOSE_REPLACED,
@@ -45,7 +46,7 @@ from .refusals import (
     CLOSE_ZONE,
     REFUSAL_HINTS,
 )
-from .wire import read_request, response_json
+from .wire import FILE_RANGES, FILE_UPLOAD, FileRequest, read_request, response_json
 
 log = logging.getLogger("kachery_resource.daemon")
 
@@ -93,9 +94,11 @@ class ProxyConnection:
         heartbeat_sec: float = HEARTBEAT_SEC,
         name_taken_grace_sec: float = NAME_TAKEN_GRACE_SEC,
         on_state: Callable[[bool, str], None] | None = None,
+        ranges: RangeJobs | None = None,
     ) -> None:
         self.config = config
         self.jobs = jobs
+        self.ranges = ranges
         self._session = session
         self._heartbeat = heartbeat_sec
         self._announced = False
@@ -106,6 +109,11 @@ class ProxyConnection:
         self._name_taken_since: float | None = None
         self._on_state = on_state or (lambda connected, why: None)
         self.connected = asyncio.Event()  # set while the proxy has acknowledged this daemon
+
+    @property
+    def request_types(self) -> frozenset[str]:
+        """The inner request types this daemon answers (declared to a protocol-2 proxy)."""
+        return frozenset({FILE_UPLOAD} | ({FILE_RANGES} if self.ranges is not None else set()))
 
     async def run_forever(self) -> None:
         """Connect, serve, and reconnect after every failure that may heal; returns only when
@@ -178,6 +186,7 @@ class ProxyConnection:
                 zone=self.config.zone,
                 proxySecret=self.config.proxySecret or "",
                 protocolVersion=2 if self.protocol >= 2 else None,
+                requestTypes=sorted(self.request_types) if self.protocol >= 2 else None,
             )
             await ws.send_str(dumps(init))
             await self._wait_for_acknowledge(ws)
@@ -266,14 +275,30 @@ class ProxyConnection:
         t0 = time.monotonic()
         uri = "?"
         try:
-            req = read_request(data, self.config.resourceName)
+            req = read_request(data, self.config.resourceName, self.request_types)
             uri = req.uri
-            now = self.jobs.poll(parse_sha1_uri(uri), req.wait_sec)
+            sha1 = parse_sha1_uri(uri)
         except ProtocolError as exc:
             await self._reply(ws, request_id, uri, None, str(exc), t0)
             return
         except InvalidUriError as exc:
-            now = {"status": UploadState.ERROR.value, "error": str(exc)}
+            failed = {"status": UploadState.ERROR.value, "error": str(exc)}
+            if isinstance(req, FileRequest):
+                await self._reply(ws, request_id, uri, failed, None, t0)
+            else:
+                await self._reply_ranges(ws, request_id, uri, {"type": FILE_RANGES, **failed}, t0)
+            return
+        if not isinstance(req, FileRequest):
+            ranges, ranges_req = self.ranges, req
+            assert ranges is not None  # read_request accepts fileRanges only then
+
+            async def ranged() -> None:
+                got = await ranges.answer(sha1, ranges_req.ranges, ranges_req.wait_sec)
+                await self._reply_ranges(ws, request_id, uri, got, t0)
+
+            self._spawn(ranged())
+            return
+        now = self.jobs.poll(sha1, req.wait_sec)
         if isinstance(now, dict):
             await self._reply(ws, request_id, uri, now, None, t0)
             return
@@ -282,9 +307,22 @@ class ProxyConnection:
         async def later() -> None:
             await self._reply(ws, request_id, uri, await self.jobs.wait(job, wait), None, t0)
 
-        task = asyncio.create_task(later())
+        self._spawn(later())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _reply_ranges(ws: aiohttp.ClientWebSocketResponse, request_id: str, uri: str,
+                            response: dict[str, Any], t0: float) -> None:
+        with contextlib.suppress(ConnectionError, aiohttp.ClientError, RuntimeError):
+            await ws.send_str(response_json(request_id, response=response))
+        chunks = response.get("chunks") or []
+        log_request(request_id, uri, response.get("size", "-"),
+                    f"ranges {response.get('status')} ({len(chunks)} chunks)",
+                    time.monotonic() - t0)
 
     @staticmethod
     async def _reply(ws: aiohttp.ClientWebSocketResponse, request_id: str, uri: str,

@@ -37,6 +37,7 @@ from typing import Any, Protocol
 from ..errors import FileChangedError, KacheryResourceError
 from ..messages import UploadState, UploadStatus
 from ..store import LocalFile
+from .slots import Slots
 
 log = logging.getLogger("kachery_resource.daemon")
 _QUOTED_PATH = re.compile(r"""(['"])/(?:[^'"\n]*/)?([^'"/\n]*)\1""")
@@ -137,7 +138,8 @@ class JobManager:
             raise ValueError("max_concurrent must be at least 1")
         self._resolve = resolve
         self._uploader = uploader
-        self._slots = asyncio.Semaphore(max_concurrent)  # wakes waiters in FIFO order
+        #: shared with the chunk jobs (daemon/ranges.py), which go first
+        self.slots = Slots(max_concurrent)
         self._jobs: dict[str, UploadJob] = {}
         self._keep_completed_sec = keep_completed_sec
         self._is_absent = is_absent
@@ -207,8 +209,8 @@ class JobManager:
             path = job.path = local.path
             job.size = local.size
             sent = False
-            if not (self._slots.locked() and await self._uploader.is_in_bucket(job.sha1)):
-                async with self._slots:
+            if not (self.slots.locked() and await self._uploader.is_in_bucket(job.sha1)):
+                async with self.slots.hold():
                     self._mark_running(job)
                     try:
                         sent = await self._uploader.upload(local, job.add_progress)

@@ -12,6 +12,7 @@ from pathlib import Path
 import aiohttp
 
 from .. import servers
+from ..chunking import ChunkRecords
 from ..config import DEFAULT_GATEWAY_URL, ResourceConfig
 from ..errors import FileChangedError, GatewayError, KeysError
 from ..identity import ClientKeys, load_client_keys
@@ -20,7 +21,9 @@ from ..store import LocalFile, LocalStore
 from .announce import Announcer
 from .connection import ProxyConnection
 from .jobs import JobManager, UploadJob
+from .ranges import RangeJobs
 from .state import ShareState
+from .uploads.chunks import ChunksPlan
 from .uploads.gateway import DaemonGateway
 from .uploads.journal import UploadJournal
 from .uploads.multipart import MultipartPlan, MultipartSettings
@@ -100,7 +103,10 @@ async def serve(config: ResourceConfig, store: LocalStore, keys: ClientKeys, gat
                           is_absent=lambda sha1: not store.has(sha1),
                           on_finished=lambda job: _account(state, job))
         state.in_flight = lambda: jobs.running
-        connection = ProxyConnection(config, jobs, session, on_state=state.connection)
+        ranges = RangeJobs(resolve, ChunkRecords(store.root), ChunksPlan(gateway), jobs,
+                           upload_whole=config.uploadWholeAfterRanges)
+        connection = ProxyConnection(config, jobs, session, on_state=state.connection,
+                                     ranges=ranges)
         log.info("sharing %s as %r in zone %r (%d concurrent uploads)",
                  config.proxyUrl, config.resourceName, config.zone, config.maxConcurrentUploads)
         main = asyncio.create_task(connection.run_forever())
@@ -119,6 +125,7 @@ async def serve(config: ResourceConfig, store: LocalStore, keys: ClientKeys, gat
             if publisher is not None:
                 publisher.cancel()
                 state.remove()
+            await ranges.close()
             await jobs.close()
             await announcer.stop()
             uploader.close()
