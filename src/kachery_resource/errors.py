@@ -88,6 +88,11 @@ class GatewayError(RemoteError):
     exit_code = 4
 
 
+class UnsupportedRequestError(RemoteError):
+    """Raised when a resource (its proxy or daemon) does not answer a request type, e.g.
+    ``fileRanges``; the reader then loads the whole file instead."""
+
+
 class ResourceOfflineError(RemoteError):
     """Raised when no daemon is connected to the proxy for the requested resource."""
 

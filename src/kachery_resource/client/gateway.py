@@ -71,6 +71,17 @@ class GatewayClient:
         size = body.get("size")
         return FoundFile(url=url, size=size if isinstance(size, int) else None)
 
+    def find_chunks(self, sha1: str, indices: list[int]) -> dict[str, Any]:
+        """``findChunks`` (docs/design-chunks.md): the chunk list and chunk URLs of a file
+        not yet whole in the bucket, or ``wholeFile``, or ``found: false``."""
+        return self._call({"type": "findChunks", "hashAlg": "sha1", "hash": sha1,
+                           "zone": self.zone, "indices": indices})
+
+    def client_registered(self, client_id: str) -> bool:
+        """Whether ``client_id`` is a registered (approved) client of the zone."""
+        body = self._call({"type": "getClientInfo", "clientId": client_id, "zone": self.zone})
+        return body.get("found") is True
+
     def _hint(self, status: int) -> str:
         """What to do about a refusal, for the API in use."""
         if self._api_key:

@@ -8,6 +8,8 @@ sleeps. Every HTTP failure becomes one of our exceptions here.
 
 from __future__ import annotations
 
+import json
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -17,6 +19,7 @@ from ..errors import (
     ProtocolError,
     RemoteError,
     ResourceOfflineError,
+    UnsupportedRequestError,
     connection_problem,
 )
 from ..messages import FileUploadResponse, ResponseToClient, UploadStatus, parse
@@ -67,20 +70,48 @@ class ResourceClient:
         Raises ResourceOfflineError when no daemon serves the resource, Busy when the
         proxy asks us to come back later, RemoteError/ProtocolError for anything else.
         """
+        resp = self._post({"type": "fileUpload", "uri": uri.split("?", 1)[0]}, wait_sec,
+                          max_http_sec)
+        return self._status_of(resp)
+
+    def request_ranges(self, uri: str, ranges: list[tuple[int, int]],
+                       wait_sec: float) -> dict[str, Any]:
+        """Ask for the chunks covering ``ranges`` (``fileRanges``, docs/design-chunks.md);
+        the daemon's answer. UnsupportedRequestError when the proxy or daemon does not
+        take ``fileRanges``; otherwise the errors of :meth:`request_upload`."""
+        resp = self._post({"type": "fileRanges", "uri": uri.split("?", 1)[0],
+                           "ranges": [list(r) for r in ranges]}, wait_sec, None)
+        if resp.status_code == 400 and _code(resp) == "unsupported-request":
+            raise UnsupportedRequestError(error_text(resp), status=400)
+        if resp.status_code != 200:
+            self._status_of(resp)  # raises
+        envelope = self._envelope(resp)
+        if envelope.error:
+            kind = (UnsupportedRequestError if "unsupported request type" in envelope.error
+                    else RemoteError)
+            raise kind(f"resource {self.name!r} could not answer: {envelope.error}")
+        answer = envelope.response
+        if not (isinstance(answer, dict) and answer.get("type") == "fileRanges"
+                and isinstance(answer.get("status"), str)):
+            raise ProtocolError(f"the proxy at {self.url} sent an unexpected fileRanges answer")
+        return answer
+
+    def _post(self, inner: dict[str, Any], wait_sec: float,
+              max_http_sec: float | None) -> requests.Response:
         wait_ms = max(0, int(wait_sec * 1000))
         outer_ms = wait_ms + int(OUTER_SLACK_SEC * 1000)
         body = {
             "type": "requestFromClient",
             "resourceName": self.name,
             "zone": self.zone,
-            "request": {"type": "fileUpload", "uri": uri.split("?", 1)[0], "timeoutMsec": wait_ms},
+            "request": {**inner, "timeoutMsec": wait_ms},
             "timeoutMsec": outer_ms,
         }
         read_timeout = outer_ms / 1000 + HTTP_SLACK_SEC
         if max_http_sec is not None:
             read_timeout = max(0.5, min(read_timeout, max_http_sec))
         try:
-            resp = self._session.post(self.url, json=body, timeout=(10, read_timeout))
+            return self._session.post(self.url, json=body, timeout=(10, read_timeout))
         except requests.ConnectionError as exc:
             raise ResourceOfflineError(
                 f"cannot reach the proxy at {self.url}: {connection_problem(exc)}; check "
@@ -90,7 +121,6 @@ class ResourceClient:
             raise Busy(f"the proxy at {self.url} did not answer in time", 0.0) from exc
         except requests.RequestException as exc:
             raise ResourceOfflineError(f"request to the proxy at {self.url} failed: {exc}") from exc
-        return self._status_of(resp)
 
     def _status_of(self, resp: requests.Response) -> UploadStatus:
         code = resp.status_code
@@ -113,17 +143,29 @@ class ResourceClient:
             status=code,
         )
 
-    def _parse(self, resp: requests.Response) -> UploadStatus:
+    def _envelope(self, resp: requests.Response) -> ResponseToClient:
         try:
             envelope: ResponseToClient = parse(ResponseToClient, resp.content)
         except ProtocolError as exc:
             raise ProtocolError(f"the proxy at {self.url} sent an unexpected answer: {exc}") from exc
+        return envelope
+
+    def _parse(self, resp: requests.Response) -> UploadStatus:
+        envelope = self._envelope(resp)
         if envelope.error:
             raise RemoteError(f"resource {self.name!r} could not answer: {envelope.error}")
         if envelope.response is None:
             raise ProtocolError(f"the proxy at {self.url} sent a responseToClient without a response")
         inner: FileUploadResponse = parse(FileUploadResponse, envelope.response)
         return inner.status
+
+
+def _code(resp: requests.Response) -> str | None:
+    try:
+        body = json.loads(resp.text)
+    except ValueError:
+        return None
+    return body.get("code") if isinstance(body, dict) else None
 
 
 def _retry_after(resp: requests.Response, default: float) -> float:

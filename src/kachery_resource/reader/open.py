@@ -4,9 +4,11 @@ Where the bytes come from is chosen here, once, as a range source:
 
 1. the local store ($KACHERY_CLOUD_DIR): read in place;
 2. the zone's bucket (``findFile``): range requests on the signed URL;
-3. the resource ($KACHERY_RESOURCE_URL): for now the daemon is asked to upload the whole
-   file (as ``load_file`` does), then the bucket is read as in 2. A source that asks the
-   daemon for just the chunks a read needs slots in here.
+3. the resource ($KACHERY_RESOURCE_URL): when its proxy routes ``fileRanges``, the daemon
+   uploads just the chunks each read needs (:class:`.chunk_source.ChunkSource`,
+   docs/design-chunks.md); otherwise (an older proxy or daemon, a gateway without
+   chunks, remembered per resource for the session) the daemon is asked to upload the
+   whole file (as ``load_file`` does), then the bucket is read as in 2.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import requests
 
 from ..client import ClientSettings, request_file
 from ..client.gateway import GatewayClient
+from ..client.resource import ResourceClient
 from ..errors import (
     FileChangedError,
     FileNotFoundOnResource,
@@ -27,6 +30,7 @@ from ..errors import (
 )
 from ..store import LocalStore
 from ..uri import parse_uri
+from .chunk_source import ChunkSource, RangesUnavailable, ranges_offered
 from .fetcher import BlockFetcher
 from .remote_file import (
     DEFAULT_BLOCK_SIZE,
@@ -104,27 +108,42 @@ def _source(uri: str, sha1: str, settings: ClientSettings, timeout: float | None
 
 
 def _bucket_source(uri: str, sha1: str, settings: ClientSettings, timeout: float | None,
-                   session: requests.Session) -> BucketSource:
+                   session: requests.Session) -> RangeSource:
     name = f"sha1://{sha1}"
     gateway = GatewayClient(session, settings.gateway_url, settings.zone, settings.keys)
     found = gateway.find_file(sha1)
-    if found is None:
-        if not settings.resource_url:
-            raise FileNotFoundOnResource(
-                f"{name} is not in zone {settings.zone!r} at {gateway.url}, and "
-                "KACHERY_RESOURCE_URL is not set, so no resource was asked for it")
-        _wait_for_upload(uri, settings, timeout)
-        for delay in _FIND_RETRY_DELAYS:
-            time.sleep(delay)
-            found = gateway.find_file(sha1)
-            if found is not None:
-                break
-        else:
-            raise GatewayError(
-                f"the resource reported {name} uploaded, but the gateway at {gateway.url} (zone "
-                f"{settings.zone!r}) does not have it; compare the daemon's KACHERY_GATEWAY_URL "
-                "and KACHERY_ZONE with yours")
-    return BucketSource(gateway, sha1, found, gateway_session=session)
+    if found is not None:
+        return BucketSource(gateway, sha1, found, gateway_session=session)
+    if not settings.resource_url:
+        raise FileNotFoundOnResource(
+            f"{name} is not in zone {settings.zone!r} at {gateway.url}, and "
+            "KACHERY_RESOURCE_URL is not set, so no resource was asked for it")
+
+    def whole() -> BucketSource:
+        return _whole_file_source(uri, sha1, settings, timeout, session, gateway)
+
+    if not settings.api_key and ranges_offered(session, settings.resource_url):
+        resource = ResourceClient(session, settings.resource_url, settings.zone)
+        try:
+            return ChunkSource(uri, sha1, gateway, resource, whole, timeout)
+        except RangesUnavailable:
+            pass
+    return whole()
+
+
+def _whole_file_source(uri: str, sha1: str, settings: ClientSettings, timeout: float | None,
+                       session: requests.Session, gateway: GatewayClient) -> BucketSource:
+    """Have the resource upload the whole file, then read it from the bucket."""
+    _wait_for_upload(uri, settings, timeout)
+    for delay in _FIND_RETRY_DELAYS:
+        time.sleep(delay)
+        found = gateway.find_file(sha1)
+        if found is not None:
+            return BucketSource(gateway, sha1, found, gateway_session=session)
+    raise GatewayError(
+        f"the resource reported sha1://{sha1} uploaded, but the gateway at {gateway.url} (zone "
+        f"{settings.zone!r}) does not have it; compare the daemon's KACHERY_GATEWAY_URL "
+        "and KACHERY_ZONE with yours")
 
 
 def _wait_for_upload(uri: str, settings: ClientSettings, timeout: float | None) -> None:
