@@ -1,0 +1,125 @@
+"""The reader's side of chunks: bytes at every edge, the list's and each chunk's checks,
+falling back to the whole file (a stand-in for proxy, daemon and gateway: chunkfake.py)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import kachery_resource
+from kachery_resource.chunking import MIB
+from kachery_resource.client import ClientSettings
+from kachery_resource.identity import ClientKeys
+from kachery_resource.reader import chunk_source
+from kachery_resource.reader.chunk_source import ChunkSource
+
+from .chunkfake import ChunkFake
+from .conftest import blob
+
+CS = 4 * MIB
+SIZE = 2 * CS + 1000
+
+
+@pytest.fixture
+def fake() -> Iterator[ChunkFake]:
+    chunk_source._NO_RANGES.clear()
+    chunk_source._SIGNERS.clear()
+    f = ChunkFake(blob(SIZE, seed=5))
+    server = f.start()
+    yield f
+    server.shutdown()
+
+
+def settings(fake: ChunkFake, tmp_path: Path) -> ClientSettings:
+    return ClientSettings(store_dir=tmp_path / "kc", gateway_url=fake.url, zone="default",
+                          resource_url=f"{fake.url}/r/res", keys=ClientKeys.generate())
+
+
+def source_of(f: kachery_resource.RemoteFile) -> object:
+    return f._fetcher.source  # type: ignore[attr-defined]
+
+
+def test_edges_and_a_whole_read_through_chunks(fake: ChunkFake, tmp_path: Path) -> None:
+    data = fake.data
+    with kachery_resource.open(f"sha1://{fake.sha1}", settings=settings(fake, tmp_path)) as f:
+        assert isinstance(source_of(f), ChunkSource)
+        for offset, length in [(0, 1), (SIZE - 1, 1), (CS - 3, 6), (2 * CS - 1, 1001),
+                               (SIZE - 10, 100)]:
+            f.seek(offset)
+            assert f.read(length) == data[offset:offset + length]
+        f.seek(SIZE)
+        assert f.read(10) == b""
+        f.seek(0)
+        assert f.read() == data and f.verified is True  # the whole sha1, checked
+    assert {r["type"] for r in fake.asked} == {"fileRanges"}
+    assert not fake.whole
+
+
+def test_a_forged_list_is_refused_and_the_file_read_whole(fake: ChunkFake, tmp_path: Path) -> None:
+    doc = json.loads(fake.document())
+    doc["payload"]["chunkSha1"] = "0" * len(doc["payload"]["chunkSha1"])  # signature breaks
+    fake.list_doc = json.dumps(doc).encode()
+    with kachery_resource.open(f"sha1://{fake.sha1}", settings=settings(fake, tmp_path)) as f:
+        assert f.read(100) == fake.data[:100]
+        src = source_of(f)
+        assert isinstance(src, ChunkSource) and "signature does not verify" in str(src.list_refused)
+    assert fake.chunk_gets == []  # no chunk was fetched under the forged list
+    assert [r["type"] for r in fake.asked][-1] == "fileUpload"  # the whole-file path
+
+
+def test_a_list_signed_by_an_unregistered_client_is_refused(fake: ChunkFake, tmp_path: Path) -> None:
+    fake.registered = False
+    with kachery_resource.open(f"sha1://{fake.sha1}", settings=settings(fake, tmp_path)) as f:
+        assert f.read(10) == fake.data[:10]
+        src = source_of(f)
+        assert isinstance(src, ChunkSource) and "not a registered client" in str(src.list_refused)
+    assert fake.chunk_gets == []
+
+
+def test_a_tampered_chunk_is_fetched_again_then_refused(fake: ChunkFake, tmp_path: Path) -> None:
+    fake.tampered = {0: 1}  # bad once: the fresh fetch is good
+    with kachery_resource.open(f"sha1://{fake.sha1}", settings=settings(fake, tmp_path)) as f:
+        assert f.read(10) == fake.data[:10]
+        src = source_of(f)
+        assert isinstance(src, ChunkSource) and src.refetched == 1
+        fake.tampered = {1: 2}  # bad twice: refused, nothing of it used
+        f.seek(CS)
+        with pytest.raises(kachery_resource.IntegrityError, match=r"chunk 1 .* twice"):
+            f.read(10)
+    assert fake.chunk_gets.count(1) == 2
+
+
+def test_an_older_peer_means_the_whole_file_remembered(fake: ChunkFake, tmp_path: Path) -> None:
+    fake.ranges_status = "unsupported"
+    uri = f"sha1://{fake.sha1}"
+    with kachery_resource.open(uri, settings=settings(fake, tmp_path)) as f:
+        assert f.read(10) == fake.data[:10]
+    assert [r["type"] for r in fake.asked] == ["fileRanges", "fileUpload"]
+    fake.whole, fake.asked = False, []
+    with kachery_resource.open(uri, settings=settings(fake, tmp_path)) as f:
+        assert f.read(10) == fake.data[:10]
+    assert [r["type"] for r in fake.asked] == ["fileUpload"]  # remembered: no fileRanges
+
+
+@pytest.mark.parametrize("why", ["unavailable", "proxy"])
+def test_unavailable_or_an_old_proxy_reads_the_whole_file(fake: ChunkFake, tmp_path: Path,
+                                                          why: str) -> None:
+    if why == "unavailable":
+        fake.ranges_status = "unavailable"
+    else:
+        fake.request_types = ["fileUpload"]
+    with kachery_resource.open(f"sha1://{fake.sha1}", settings=settings(fake, tmp_path)) as f:
+        assert f.read() == fake.data and f.verified is True
+    assert fake.whole and fake.chunk_gets == []
+
+
+def test_whole_file_answer_moves_to_the_bucket(fake: ChunkFake, tmp_path: Path) -> None:
+    with kachery_resource.open(f"sha1://{fake.sha1}", settings=settings(fake, tmp_path)) as f:
+        assert f.read(10) == fake.data[:10]
+        fake.whole = True  # the daemon's background upload finished
+        f.seek(2 * CS)
+        assert f.read(100) == fake.data[2 * CS:2 * CS + 100]
+    assert fake.chunk_gets == [0]
