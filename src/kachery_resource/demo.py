@@ -125,8 +125,10 @@ class Stack:
         self.children.append(child)
         return child
 
-    def start(self, share: Path, gateway_port: int = 0, proxy_port: int = 0) -> list[str]:
+    def start(self, share: Path, gateway_port: int = 0, proxy_port: int = 0,
+              daemon_settings: str = "") -> list[str]:
         """Start everything, link ``share``; returns the manifest lines (path, uri).
+        ``daemon_settings``: more lines of kachery-resource.yaml (tests, benchmarks).
 
         Gateway, proxy, client registration and linking start at once (each is a process
         of this CLI); the daemon starts when they are ready.
@@ -158,12 +160,27 @@ class Stack:
         config = self.resource_dir / "kachery-resource.yaml"
         config.write_text(
             f"resourceName: {RESOURCE_NAME}\nkacheryZone: {ZONE}\nmaxConcurrentUploads: 2\n"
-            f"proxyUrl: {self.proxy_url}\nproxySecret: {secret}\ngatewayUrl: {self.gateway_url}\n")
+            f"proxyUrl: {self.proxy_url}\nproxySecret: {secret}\ngatewayUrl: {self.gateway_url}\n"
+            + daemon_settings)
         config.chmod(0o600)
-        daemon = self._spawn("daemon", ["share", "--config", str(config)], host_env, cwd=self.resource_dir)
+        self.start_daemon()
+        return lines
+
+    def start_daemon(self) -> None:
+        """Start the daemon (again, after :meth:`stop_daemon`) and wait until it shares."""
+        env = self._env(KACHERY_CLOUD_DIR=str(self.host_dir))
+        config = self.resource_dir / "kachery-resource.yaml"
+        daemon = self._spawn("daemon", ["share", "--config", str(config)], env,
+                             cwd=self.resource_dir)
         self.resource_url = daemon.wait_for(r"KACHERY_RESOURCE_URL=(\S+)")
         self.step(f"daemon    sharing as {self.resource_url}")
-        return lines
+
+    def stop_daemon(self) -> None:
+        """Kill the daemon (SIGKILL: no goodbye to the proxy)."""
+        for child in [c for c in self.children if c.name == "daemon"]:
+            child.proc.kill()
+            child.proc.wait()
+            self.children.remove(child)
 
     def client_settings(self, store_dir: Path) -> ClientSettings:
         """A remote client: its own store, fresh keys (the zone allows public download)."""
