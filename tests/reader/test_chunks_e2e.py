@@ -8,7 +8,6 @@ test_resource.py covers, so they are skipped with that reason.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from pathlib import Path
 

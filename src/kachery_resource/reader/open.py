@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 
 import requests
 
 from ..client import ClientSettings, request_file
-from ..client.gateway import GatewayClient
+from ..client.gateway import FoundFile, GatewayClient
 from ..client.resource import ResourceClient
 from ..errors import (
     FileChangedError,
@@ -111,6 +112,15 @@ def _bucket_source(uri: str, sha1: str, settings: ClientSettings, timeout: float
                    session: requests.Session) -> RangeSource:
     name = f"sha1://{sha1}"
     gateway = GatewayClient(session, settings.gateway_url, settings.zone, settings.keys)
+
+    def whole() -> BucketSource:
+        return _whole_file_source(uri, sha1, settings, timeout, session, gateway)
+
+    if (settings.resource_url and not settings.api_key
+            and ranges_offered(session, settings.resource_url)):
+        source = _chunks_or_bucket(uri, sha1, settings, timeout, session, gateway, whole)
+        if source is not None:
+            return source
     found = gateway.find_file(sha1)
     if found is not None:
         return BucketSource(gateway, sha1, found, gateway_session=session)
@@ -118,17 +128,31 @@ def _bucket_source(uri: str, sha1: str, settings: ClientSettings, timeout: float
         raise FileNotFoundOnResource(
             f"{name} is not in zone {settings.zone!r} at {gateway.url}, and "
             "KACHERY_RESOURCE_URL is not set, so no resource was asked for it")
-
-    def whole() -> BucketSource:
-        return _whole_file_source(uri, sha1, settings, timeout, session, gateway)
-
-    if not settings.api_key and ranges_offered(session, settings.resource_url):
-        resource = ResourceClient(session, settings.resource_url, settings.zone)
-        try:
-            return ChunkSource(uri, sha1, gateway, resource, whole, timeout)
-        except RangesUnavailable:
-            pass
     return whole()
+
+
+def _chunks_or_bucket(uri: str, sha1: str, settings: ClientSettings, timeout: float | None,
+                      session: requests.Session, gateway: GatewayClient,
+                      whole: Callable[[], BucketSource]) -> RangeSource | None:
+    """The file through chunks, or from the bucket if it is whole there; None when the
+    gateway takes no chunk requests. Asks ``findChunks`` rather than ``findFile``: on a
+    miss a gateway's findFile may ask the resource for the whole file (on demand)."""
+    try:
+        first = gateway.find_chunks(sha1, [0])
+    except GatewayError as exc:
+        if exc.status in (400, 404):  # a gateway without chunks (or an empty file's list)
+            return None
+        raise
+    if first.get("wholeFile") and isinstance(first.get("url"), str):
+        size = first.get("size")
+        return BucketSource(gateway, sha1, FoundFile(first["url"], size if isinstance(size, int)
+                                                     else None), gateway_session=session)
+    assert settings.resource_url is not None
+    resource = ResourceClient(session, settings.resource_url, settings.zone)
+    try:
+        return ChunkSource(uri, sha1, gateway, resource, whole, timeout)
+    except RangesUnavailable:
+        return whole()
 
 
 def _whole_file_source(uri: str, sha1: str, settings: ClientSettings, timeout: float | None,
