@@ -15,8 +15,17 @@ alternating order:
 Prints medians and ratios (remfile or the plain download divided by ours: above 1 means
 ours is faster).
 
+``--cold``: the file is *not* in the bucket, only linked by a daemon (gateway, proxy and
+daemon as in ``kachery-resource demo``, ``uploadWholeAfterRanges: false``). Each round
+reads one fresh copy through ``open()`` (the daemon uploads just the chunks the reads
+need, docs/design-chunks.md) and another through the whole-file path (``load_file``:
+the daemon uploads the whole file, the client downloads it, then the same reads on the
+local copy), alternating which goes first. Prints the time to the 1 MB slice, the bytes
+uploaded against the file size, and the goals of issue 19 (< 1 s, < 1 %).
+
     .venv/bin/python bench/lazy_read.py                     # 512 MiB, 5 slice / 3 full rounds
     .venv/bin/python bench/lazy_read.py --size-mib 4096 --full-rounds 1
+    .venv/bin/python bench/lazy_read.py --cold --size-mib 4096 --cold-rounds 2
 """
 
 from __future__ import annotations
@@ -39,9 +48,11 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.helpers import MIB
+from kachery_resource import load_file
 from kachery_resource import open as kachery_open
 from kachery_resource.client import ClientSettings
 from kachery_resource.client.gateway import GatewayClient
+from kachery_resource.demo import Stack
 from kachery_resource.gateway.keys import content_key
 from tests.servers import start_cli
 
@@ -158,7 +169,13 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=512, help="size of the HDF5 file")
     parser.add_argument("--slice-rounds", type=int, default=5)
     parser.add_argument("--full-rounds", type=int, default=3)
+    parser.add_argument("--cold", action="store_true",
+                        help="the file only on the daemon's machine: chunks vs the whole file")
+    parser.add_argument("--cold-rounds", type=int, default=1)
     args = parser.parse_args()
+    if args.cold:
+        cold(args)
+        return
     tmp = Path(tempfile.mkdtemp(prefix="lazy-read-"))
     gateway = None
     try:
@@ -191,6 +208,69 @@ def main() -> None:
         if gateway is not None:
             gateway.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def cold(args: argparse.Namespace) -> None:
+    """Cold reads: chunks through ``open()`` vs the whole-file path, fresh files each round."""
+    tmp = Path(tempfile.mkdtemp(prefix="lazy-read-cold-"))
+    share = tmp / "share"
+    share.mkdir()
+    stack = Stack(tmp / "stack", lambda text: None)
+    try:
+        t0 = time.perf_counter()
+        make_recording(share / "rec-0.h5", args.size_mib * MIB)
+        for k in range(1, 2 * args.cold_rounds):  # a fresh file (sha1) per read: each is cold
+            shutil.copyfile(share / "rec-0.h5", share / f"rec-{k}.h5")
+            with open(share / f"rec-{k}.h5", "ab") as f:
+                f.write(b"\0" * k)  # bytes past HDF5's end of file: h5py ignores them
+        size = (share / "rec-0.h5").stat().st_size
+        print(f"generated {2 * args.cold_rounds} × {size / MIB:.0f} MiB HDF5 in "
+              f"{time.perf_counter() - t0:.1f} s; linking and starting gateway, proxy, daemon")
+        lines = stack.start(share, daemon_settings="uploadWholeAfterRanges: false\n")
+        uris = {Path(line.split()[0]).name: line.split()[-1] for line in lines}
+        settings = stack.client_settings(tmp / "remote")
+        if "chunkUpload" not in requests.get(f"{stack.gateway_url}/api/info", timeout=10).json():
+            print("NOTE: this gateway takes no chunks: the cold reads below go the whole-file way")
+        times: dict[str, list[float]] = {"chunks": [], "whole": []}
+        sent: list[int] = []
+        for k in range(args.cold_rounds):
+            ours, theirs = uris[f"rec-{2 * k}.h5"], uris[f"rec-{2 * k + 1}.h5"]
+
+            def chunks(uri: str = ours) -> None:
+                with kachery_open(uri, settings=settings) as f:
+                    slice_reads(f)
+
+            def whole(uri: str = theirs) -> None:
+                slice_reads(load_file(uri, settings=settings))
+
+            for name, run in ((("chunks", chunks), ("whole", whole)) if k % 2 == 0
+                              else (("whole", whole), ("chunks", chunks))):
+                t1 = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - t1)
+            sent.append(_chunk_bytes(stack.bucket, ours[len("sha1://"):]))
+        chunk_s, whole_s = (statistics.median(times[n]) for n in ("chunks", "whole"))
+        share_sent = statistics.median(sent) / size
+        print(f"\nfile {size / MIB:.0f} MiB, {args.cold_rounds} round(s), load average "
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
+        print("| cold: open + groups + 1 MB slice | p50 | uploaded |")
+        print("|---|---|---|")
+        print(f"| through chunks (`open`) | {chunk_s * 1000:.0f} ms | "
+              f"{statistics.median(sent) / MIB:.1f} MiB ({share_sent * 100:.2f} %) |")
+        print(f"| whole file (`load_file`, then read) | {whole_s * 1000:.0f} ms | "
+              f"{size / MIB:.0f} MiB (100 %) |")
+        print(f"\nwhole / chunks: {whole_s / chunk_s:.1f}×; goals: < 1 s "
+              f"({'met' if chunk_s < 1 else 'NOT met'}), < 1 % uploaded "
+              f"({'met' if share_sent < 0.01 else 'NOT met'})")
+    finally:
+        stack.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _chunk_bytes(bucket: Path, sha1: str) -> int:
+    """Bytes of the chunk objects of ``sha1`` in a local-directory bucket."""
+    return sum(p.stat().st_size for p in bucket.rglob(f"chunks/{sha1}/*/*")
+               if p.is_file() and p.name.isdigit())
 
 
 def report(size: int, args: argparse.Namespace, sliced: dict[str, float],
