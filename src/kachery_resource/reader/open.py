@@ -64,7 +64,8 @@ def open(
 
     Nothing is downloaded up front: each read fetches the blocks (``block_size`` bytes,
     aligned) it covers with HTTP Range requests, keeps up to ``cache_size`` bytes of them
-    in memory, reads ahead on sequential runs (up to ``max_readahead``) and fetches large
+    in memory, reads ahead on sequential runs (up to ``max_readahead``; one chunk for a
+    file the daemon sends in chunks) and fetches large
     reads as several ranges (``max_request`` bytes each, ``workers`` at a time). Reading
     the whole file checks its sha1. ``timeout`` bounds the wait for a resource that must
     first upload the file. Use it as a context manager, or close it.
@@ -80,6 +81,8 @@ def open(
     if zone is not None and zone != settings.zone:
         settings = dataclasses.replace(settings, zone=zone)
     source = _source(uri, sha1, settings, timeout)
+    if isinstance(source, ChunkSource):  # each chunk read ahead is one the daemon must send
+        max_readahead = min(max_readahead, source.chunk_size)
     fetcher = BlockFetcher(source, sha1, block_size=block_size,
                            cache_size=max(cache_size, max_readahead + max_request, block_size),
                            max_request=max(max_request, block_size), workers=workers)
