@@ -11,9 +11,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from kachery_resource.chunking import MIB, ChunkList, ChunkRecords
+from kachery_resource.config import ResourceConfig
+from kachery_resource.daemon.connection import ProxyConnection
 from kachery_resource.daemon.jobs import JobManager
 from kachery_resource.daemon.ranges import MAX_CHUNKS, RangeJobs
 from kachery_resource.daemon.slots import Slots
@@ -21,6 +26,7 @@ from kachery_resource.daemon.wire import RangesRequest, read_request
 from kachery_resource.errors import FileChangedError, ProtocolError
 from kachery_resource.store import LocalFile
 
+from .test_connection import StandInProxy
 from .test_jobs import FakeUploader, until
 
 CS = 4 * MIB
@@ -262,3 +268,44 @@ async def test_whole_file_follows_the_first_ranges_only_when_set(tmp_path: Path)
     assert uploader.started == []
     await ranges.close()
     await jobs.close()
+
+
+# -- through the daemon's proxy connection ----------------------------------------------
+async def test_connection_declares_and_answers_ranges(tmp_path: Path) -> None:
+    f = make_file(tmp_path, CS + 10)
+    ranges, jobs, _ = setup(tmp_path, [f], FakeChunks())
+    proxy = StandInProxy([1, 2])
+    app = web.Application()
+    app.router.add_get("/api/info", proxy.info)
+    app.router.add_get("/", proxy.ws)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    config = ResourceConfig(resourceName="res1", proxyUrl=str(server.make_url("")).rstrip("/"),
+                            proxySecret="sec", kacheryZone="z1")
+    async with aiohttp.ClientSession() as session:
+        conn = ProxyConnection(config, jobs, session, ranges=ranges)
+        task = asyncio.create_task(conn.run_forever())
+        try:
+            await until(lambda: bool(proxy.sockets) and conn.connected.is_set())
+            assert proxy.initialized[0]["requestTypes"] == ["fileRanges", "fileUpload"]
+            ask = {"type": "requestFromClient", "resourceName": "res1", "zone": "z1",
+                   "timeoutMsec": 10000, "requestId": "r1",
+                   "request": {"type": "fileRanges", "uri": f"sha1://{f.sha1}",
+                               "ranges": [[CS - 1, 2]], "timeoutMsec": 5000}}
+            await proxy.send(ask)
+            await proxy.send({**ask, "requestId": "r2",
+                              "request": {**ask["request"], "ranges": [[-1, 2]]}})
+            got = {}
+            for _ in range(2):
+                r = await asyncio.wait_for(proxy.responses.get(), 10)
+                got[r["requestId"]] = r
+            answer = got["r1"]["response"]
+            assert answer["type"] == "fileRanges" and answer["status"] == "ready"
+            assert indices(answer) == [0, 1] and answer["size"] == CS + 10
+            assert got["r2"]["response"] == {} and "ranges must be" in got["r2"]["error"]
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await ranges.close()
+            await jobs.close()
+    await server.close()

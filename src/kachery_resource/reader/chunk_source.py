@@ -97,6 +97,7 @@ class ChunkSource:
         self._list: ChunkList | None = None
         self._whole: RangeSource | None = None
         self._local = threading.local()
+        self._sessions: list[requests.Session] = []
         #: why the chunk list was refused (then reads go the whole-file way), or None
         self.list_refused: str | None = None
         #: chunks fetched (for tests and diagnostics), and refetches after a bad chunk
@@ -298,6 +299,7 @@ class ChunkSource:
         session: requests.Session | None = getattr(self._local, "session", None)
         if session is None:
             session = self._local.session = requests.Session()
+            self._sessions.append(session)
         try:
             resp = session.get(url, timeout=(10, 60))
         except requests.RequestException as exc:
@@ -310,3 +312,5 @@ class ChunkSource:
     def close(self) -> None:
         if self._whole is not None:
             self._whole.close()
+        for session in self._sessions:
+            session.close()
