@@ -92,6 +92,7 @@ class ChunkSource:
         self._gateway, self._resource = gateway, resource
         self._whole_factory, self._timeout = whole, timeout
         self._lock = threading.Lock()  # control calls (daemon, gateway) one at a time
+        self._cache_lock = threading.Lock()  # the verified chunks (never held while waiting)
         self._cache: OrderedDict[int, bytes] = OrderedDict()
         self._urls: dict[int, str] = {}
         self._list: ChunkList | None = None
@@ -116,7 +117,7 @@ class ChunkSource:
         if self._whole is not None:
             return self._whole.read_range(start, end)
         indices = list(chunks_covering(self.size, self.chunk_size, start, end - start))
-        missing = [i for i in indices if i not in self._cache]
+        missing = [i for i in indices if self._cached(i) is None]
         if missing:
             try:
                 self._fetch(missing)
@@ -136,7 +137,7 @@ class ChunkSource:
         return bytes(out)
 
     def _cached(self, index: int) -> bytes | None:
-        with self._lock:
+        with self._cache_lock:
             data = self._cache.get(index)
             if data is not None:
                 self._cache.move_to_end(index)
@@ -144,15 +145,16 @@ class ChunkSource:
 
     def _fetch(self, indices: list[int]) -> None:
         with self._lock:
-            todo = [i for i in indices if i not in self._cache][:MAX_INDICES]
+            todo = [i for i in indices if self._cached(i) is None][:MAX_INDICES]
             if not todo:
                 return
             self._ask(todo)
             for i in todo:
                 data = self._verified_chunk(i)
-                self._cache[i] = data
-                while len(self._cache) > KEEP_CHUNKS:
-                    self._cache.popitem(last=False)
+                with self._cache_lock:
+                    self._cache[i] = data
+                    while len(self._cache) > KEEP_CHUNKS:
+                        self._cache.popitem(last=False)
 
     def _go_whole(self, why: str) -> None:
         with self._lock:
