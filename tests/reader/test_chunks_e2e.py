@@ -8,6 +8,7 @@ test_resource.py covers, so they are skipped with that reason.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,3 +108,34 @@ def test_a_daemon_killed_mid_read_then_back(stack: tuple[Stack, dict[str, str]],
         assert f.read(100) == data[2 * 4 * MIB:2 * 4 * MIB + 100]
         f.seek(0)
         assert f.read() == data and f.verified is True
+
+
+def test_the_whole_file_follows_the_first_ranges(tmp_path: Path) -> None:
+    """``uploadWholeAfterRanges`` (the default): after the first chunks the daemon uploads
+    the whole file in the background, and the open file moves to the bucket."""
+    share = tmp_path / "share"
+    share.mkdir()
+    data = blob(3 * 4 * MIB + 5, seed=12)
+    (share / "f.bin").write_bytes(data)
+    running = Stack(tmp_path / "stack", lambda text: None)
+    try:
+        line, = running.start(share)
+        if "chunkUpload" not in requests.get(f"{running.gateway_url}/api/info", timeout=10).json():
+            pytest.skip("the gateway does not serve chunks yet")
+        uri = line.split()[-1]
+        settings = running.client_settings(tmp_path / "remote")
+        with kachery_resource.open(uri, settings=settings, timeout=60, max_readahead=0) as f:
+            assert f.read(10) == data[:10]
+            source = f._fetcher.source  # type: ignore[attr-defined]
+            assert isinstance(source, ChunkSource)
+            for _ in range(400):  # the background upload lands in the bucket
+                if uploaded(running)[1] == len(data):
+                    break
+                time.sleep(0.05)
+            assert uploaded(running)[1] == len(data)
+            f.seek(2 * 4 * MIB)
+            assert f.read(10) == data[2 * 4 * MIB:2 * 4 * MIB + 10]
+            assert source._whole is not None  # findChunks said wholeFile: reads the bucket
+            assert source.fetched == 1  # only the first chunk was read as a chunk
+    finally:
+        running.close()
