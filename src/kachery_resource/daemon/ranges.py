@@ -108,7 +108,12 @@ class RangeJobs:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_sec
         try:
-            if not await self._plan.offered():
+            try:  # /api/info is cached: slow only while the gateway is unreachable
+                offered = await asyncio.wait_for(self._plan.offered(), max(wait_sec, 1.0))
+            except TimeoutError:
+                return answer(UploadState.ERROR.value, error="the zone's gateway did not "
+                              "answer in time; try again")
+            if not offered:
                 return answer("unavailable", error="the zone's gateway does not take chunks")
             local = await self._resolve(sha1)
             if local is None:
