@@ -116,3 +116,15 @@ def test_zone_env_must_agree() -> None:
     with pytest.raises(ConfigError, match="KACHERY_ZONE"):
         cfg.check_zone_env({})
     ResourceConfig(resourceName="r", proxyUrl="http://p").check_zone_env({})
+
+
+def test_upload_whole_after_ranges_is_a_setting() -> None:
+    base = {"resourceName": "r", "proxyUrl": "http://p"}
+    assert parse_config(base).uploadWholeAfterRanges is True
+    off = parse_config({**base, "uploadWholeAfterRanges": False})
+    assert off.uploadWholeAfterRanges is False
+    assert parse_config(off.to_yaml_dict()).uploadWholeAfterRanges is False  # saved by init
+    with pytest.raises(ConfigError, match="did you mean 'uploadWholeAfterRanges'"):
+        parse_config({**base, "uploadWholeAfterRange": False})
+    with pytest.raises(ConfigError, match="uploadWholeAfterRanges"):
+        parse_config({**base, "uploadWholeAfterRanges": "sometimes"})
