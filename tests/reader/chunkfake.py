@@ -33,6 +33,8 @@ class ChunkFake:
     tampered: dict[int, int] = field(default_factory=dict)  # chunk -> bad answers left
     asked: list[dict[str, Any]] = field(default_factory=list)  # resource requests
     chunk_gets: list[int] = field(default_factory=list)
+    expired: int = 0  # this many chunk GETs answer 403 (an expired signed URL)
+    finds: int = 0  # findChunks calls
     url: str = ""
 
     @property
@@ -83,6 +85,7 @@ class ChunkFake:
         if kind == "getClientInfo":
             return {"found": self.registered and payload["clientId"] == self.keys.client_id}
         assert kind == "findChunks", kind
+        self.finds += 1
         if self.whole:
             return {"found": True, "wholeFile": True, "url": f"{self.url}/whole",
                     "size": len(self.data)}
@@ -97,8 +100,11 @@ class ChunkFake:
         if path == "/list":
             return 200, self.document()
         if path.startswith("/chunk/"):
-            i = int(path.rsplit("/", 1)[1])
+            i = int(path.split("?")[0].rsplit("/", 1)[1])
             self.chunk_gets.append(i)
+            if self.expired > 0:
+                self.expired -= 1
+                return 403, b"<Error><Code>AccessDenied</Code></Error>"
             data = self.chunk(i)
             if self.tampered.get(i, 0) > 0:
                 self.tampered[i] -= 1

@@ -123,3 +123,11 @@ def test_whole_file_answer_moves_to_the_bucket(fake: ChunkFake, tmp_path: Path) 
         f.seek(2 * CS)
         assert f.read(100) == fake.data[2 * CS:2 * CS + 100]
     assert fake.chunk_gets == [0]
+
+
+def test_an_expired_chunk_url_is_refreshed(fake: ChunkFake, tmp_path: Path) -> None:
+    fake.expired = 1
+    with kachery_resource.open(f"sha1://{fake.sha1}", settings=settings(fake, tmp_path)) as f:
+        assert f.read(10) == fake.data[:10]
+    assert fake.chunk_gets == [0, 0]
+    assert fake.finds == 3  # open's probe, the first URL, a fresh one after the 403
