@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
-from ..config import CONFIG_FILE_NAME, load_config
-from ..options import Group
+from ..config import CONFIG_FILE_NAME, DEFAULT_MAX_CONCURRENT_UPLOADS, load_config
+from ..options import Group, option
 from ..store import LocalStore
 from .logs import setup_logging
 from .service import Unit
@@ -36,15 +36,17 @@ def store_here(config_path: Path = Path(CONFIG_FILE_NAME)) -> LocalStore:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
               default=CONFIG_FILE_NAME, show_default=True, help="Config file to write.")
 @click.option("--name", help="Resource name (letters, digits, _ - .).")
-@click.option("--zone", help="Kachery zone ('.' for default).")
-@click.option("--max-concurrent-uploads", "max_uploads", metavar="INTEGER",
-              help="Uploads at once (default 2).")
+@option("--zone", show_default="the existing file's, else '.'",
+        help="Kachery zone ('.' = the zone named 'default').")
+@option("--max-concurrent-uploads", "max_uploads", metavar="INTEGER",
+        show_default=f"the existing file's, else {DEFAULT_MAX_CONCURRENT_UPLOADS}",
+        help="Uploads at once.")
 @click.option("--proxy-url", help="URL of the kachery-resource proxy.")
 @click.option("--proxy-secret", help="Proxy secret (prompted hidden if omitted).")
-@click.option("--gateway-url", help="Zone gateway URL ('.' removes it). Default: "
-              "$KACHERY_GATEWAY_URL if set (recorded), else the existing file's.")
-@click.option("--kachery-cloud-dir", help="The store ('.' removes it). Default: "
-              "$KACHERY_CLOUD_DIR if set (recorded), else the existing file's.")
+@option("--gateway-url", show_default="$KACHERY_GATEWAY_URL if set (recorded), else the "
+        "existing file's", help="Zone gateway URL ('.' removes it).")
+@option("--kachery-cloud-dir", show_default="$KACHERY_CLOUD_DIR if set (recorded), else the "
+        "existing file's", help="The store ('.' removes it).")
 @click.option("-y", "--defaults", "use_defaults", is_flag=True,
               help="Take unspecified values from the existing file/defaults without prompting.")
 @click.option("--check/--no-check", default=True, show_default=True,
@@ -84,8 +86,8 @@ def share_command(config_path: Path, verbose: bool) -> None:
                    "hashing starts; the file appears whole at the end).")
 @click.option("--format", "fmt", type=click.Choice(["tsv", "jsonl"]), default="tsv",
               show_default=True, help="Manifest format.")
-@click.option("-j", "--jobs", "workers", type=click.IntRange(1, 256),
-              help="Files hashed in parallel.")
+@option("-j", "--jobs", "workers", type=click.IntRange(1, 256),
+        show_default="twice the CPUs, at most 8", help="Files hashed in parallel.")
 def link_command(paths: tuple[Path, ...], manifest: Path | None, fmt: str,
                  workers: int | None) -> None:
     """Link files or whole trees into the local store (kachery-cloud records) and print a manifest."""
@@ -169,9 +171,9 @@ def _service_options(f: Callable[..., None]) -> Callable[..., None]:
                      default="darwin" if sys.platform == "darwin" else "linux", show_default=True,
                      help="Which service manager to write for (systemd on linux, launchd on "
                           "darwin).")(f)
-    f = click.option("--unit-dir", type=click.Path(file_okay=False, path_type=Path),
-                     help="Write the unit here and leave the service manager alone "
-                          "(default: ~/.config/systemd/user or ~/Library/LaunchAgents).")(f)
+    f = option("--unit-dir", type=click.Path(file_okay=False, path_type=Path),
+               show_default="~/.config/systemd/user or ~/Library/LaunchAgents",
+               help="Write the unit here and leave the service manager alone.")(f)
     return CONFIG_OPTION(f)
 
 
