@@ -20,6 +20,7 @@ gateway's default storage), ``owner`` (the data owner, whose ``~/data`` holds
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import secrets
@@ -225,5 +226,9 @@ def test_the_readme_walkthrough_runs_as_written(live: tuple[Live, dict[str, Mach
                 state.client_id = found.group(1)
         ran.append(f"{machine.name}:{block.line}")
     remote = machines["remote"].home
-    assert (remote / "notes.txt").read_bytes() == OWNER_FILES["data/session1/notes.txt"]
+    notes = OWNER_FILES["data/session1/notes.txt"]
+    assert (remote / "notes.txt").read_bytes() == notes
+    # it came through the zone's bucket, where the owner's daemon uploaded it on demand
+    bucket = machines["operator"].home / ".kachery-resource" / "gateway"
+    assert [p.read_bytes() for p in bucket.rglob(hashlib.sha1(notes).hexdigest())] == [notes]
     assert len(ran) >= 6, ran
