@@ -7,14 +7,14 @@ Every ```bash block of README.md follows an HTML comment that says what happens 
   as in one terminal. A block must exit 0.
 - ``<!-- run on: MACHINE, in the background -->``: started and left running (a server,
   ``share``); the comment lines after its command are output it must print, each line in
-  full, before the walk goes on.
+  full (``…`` stands for any text), before the walk goes on.
 - ``<!-- not run: REASON -->``: skipped, and the reason is required.
 
 A block without one of these fails the test. The machines are ``operator`` (runs the
 proxy and the zone gateway, which the test starts on loopback before the walk, with the
 gateway's default storage), ``owner`` (the data owner, whose ``~/data`` holds
-:data:`OWNER_FILES`) and ``remote`` (a collaborator, who receives the owner's
-``manifest.tsv``). What is site-specific in the README is replaced by the live value
+:data:`OWNER_FILES`), ``remote`` (a collaborator, who receives the owner's
+``manifest.tsv``) and ``developer`` (starts in this checkout, with the same ``~/data``). What is site-specific in the README is replaced by the live value
 (:func:`site_values`); everything else runs exactly as written.
 """
 
@@ -35,10 +35,11 @@ from pathlib import Path
 
 import pytest
 
-from ..servers import BIN, ServerProcess, _pump, start_cli, wait_until
+from ..servers import BIN, ServerProcess, _pump, cli_server, wait_until
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-MACHINES = ("operator", "owner", "remote")
+MACHINES = ("operator", "owner", "remote", "developer")
+REPO = README.parent
 
 #: the data owner's files, under their home directory (the README links ~/data/session1 and 2)
 OWNER_FILES = {
@@ -113,7 +114,8 @@ def site_values(live: Live) -> dict[str, str]:
 class Machine:
     """A fresh home directory and environment; shell state kept between blocks."""
 
-    def __init__(self, name: str, root: Path, extra_env: dict[str, str]) -> None:
+    def __init__(self, name: str, root: Path, extra_env: dict[str, str],
+                 start_dir: Path | None = None) -> None:
         self.name, self.home = name, root / name
         self.home.mkdir()
         self.state = root / f"{name}.state"
@@ -123,7 +125,7 @@ class Machine:
         (root / "tmp").mkdir(exist_ok=True)
         self.env = env
         (self.state / "env").write_text("")
-        (self.state / "cwd").write_text(str(self.home))
+        (self.state / "cwd").write_text(str(start_dir or self.home))
 
     def script(self, block: str, *, save: bool) -> str:
         state = shlex.quote(str(self.state))
@@ -138,19 +140,25 @@ class Machine:
         assert done.returncode == 0, f"on {self.name}, exit {done.returncode}:\n{block}\n---\n{output}"
         return output
 
-    def start(self, block: str, expected: list[str]) -> subprocess.Popen[str]:
-        """Start ``block``; return once it has printed each of the ``expected`` lines."""
+    def start(self, block: str, started: list[subprocess.Popen[str]]) -> None:
+        """Start ``block`` (added to ``started``); return once it has printed each of its
+        expected lines."""
         proc = subprocess.Popen(["bash", "-c", self.script(block, save=False)], env=self.env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 start_new_session=True)
+        started.append(proc)
         seen: list[str] = []
         threading.Thread(target=_pump, args=(proc.stdout, seen), daemon=True).start()
+        expected = expected_output(block)
         try:
-            wait_until(lambda: all(line in seen for line in expected), timeout=60)
+            wait_until(lambda: all(any(pattern.fullmatch(line) for line in seen)
+                                   for _, pattern in expected), timeout=60)
         except TimeoutError:
-            raise AssertionError(f"on {self.name}, {block!r} did not print {expected}:\n"
+            missing = [text for text, pattern in expected
+                       if not any(pattern.fullmatch(line) for line in seen)]
+            raise AssertionError(f"on {self.name}, this block:\n{block}\ndid not print:\n"
+                                 + "\n".join(missing) + "\n--- it printed:\n"
                                  + "\n".join(seen)) from None
-        return proc
 
 
 def substituted(text: str, values: dict[str, str]) -> str:
@@ -160,37 +168,38 @@ def substituted(text: str, values: dict[str, str]) -> str:
     return text
 
 
-def expected_output(block: str) -> list[str]:
-    """The ``# …`` lines after the first command of a background block."""
-    return [line[2:] for line in block.splitlines() if line.startswith("# ")]
+def expected_output(block: str) -> list[tuple[str, re.Pattern[str]]]:
+    """The ``# …`` lines of a background block, and as patterns (``…`` matches any text)."""
+    return [(line[2:], re.compile(".*".join(map(re.escape, line[2:].split("…")))))
+            for line in block.splitlines() if line.startswith("# ")]
 
 
 @pytest.fixture
 def live(tmp_path: Path) -> Iterator[tuple[Live, dict[str, Machine]]]:
     secret = secrets.token_hex(16)
-    machines = {name: Machine(name, tmp_path, {"SECRET": secret} if name == "owner" else {})
+    machines = {name: Machine(name, tmp_path, {"SECRET": secret} if name == "owner" else {},
+                              REPO if name == "developer" else None)
                 for name in MACHINES}
     for rel, data in OWNER_FILES.items():
-        path = machines["owner"].home / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        for name in ("owner", "developer"):
+            path = machines[name].home / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
     op = machines["operator"]
-    gateway = start_cli(["gateway", "--port", "0"], env=op.env, cwd=op.home)
-    proxy = start_cli(["proxy", "--port", "0"], env={**op.env, "PROXY_SECRET": secret},
-                      cwd=op.home)
-    state = Live(proxy, gateway, secret)
-    try:
-        yield state, machines
-    finally:
-        for proc in state.background:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        proxy.stop()
-        gateway.stop()
+    with (cli_server(["gateway", "--port", "0"], env=op.env, cwd=op.home) as gateway,
+          cli_server(["proxy", "--port", "0"], env={**op.env, "PROXY_SECRET": secret},
+                     cwd=op.home) as proxy):
+        state = Live(proxy, gateway, secret)
+        try:
+            yield state, machines
+        finally:
+            for proc in state.background:  # Ctrl-C, as their user would
+                os.killpg(proc.pid, signal.SIGINT)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
 
 
 def test_every_block_is_marked_and_the_first_two_commands_are_left_to_ci() -> None:
@@ -217,8 +226,7 @@ def test_the_readme_walkthrough_runs_as_written(live: tuple[Live, dict[str, Mach
                 shutil.copy(machines[src].home / src_path, machine.home / dst_path)
         text = substituted(block.text, site_values(state))
         if block.background:
-            expected = expected_output(text)
-            state.background.append(machine.start(text, expected))
+            machine.start(text, state.background)
         else:
             output = machine.run(text)
             found = re.search(r"^Client id: (\S+)$", output, re.MULTILINE)
