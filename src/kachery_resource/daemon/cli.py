@@ -81,9 +81,9 @@ def share_command(config_path: Path, verbose: bool) -> None:
 @click.command("link")
 @click.argument("paths", nargs=-1, required=True,
                 type=click.Path(exists=True, path_type=Path))
-@click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the manifest here instead of stdout (its directory is checked before "
-                   "hashing starts; the file appears whole at the end).")
+@option("--manifest", type=click.Path(dir_okay=False, path_type=Path), show_default="stdout",
+        help="Write the manifest to this file (its directory is checked before hashing starts; "
+             "the file appears whole at the end).")
 @click.option("--format", "fmt", type=click.Choice(["tsv", "jsonl"]), default="tsv",
               show_default=True, help="Manifest format.")
 @option("-j", "--jobs", "workers", type=click.IntRange(1, 256),
