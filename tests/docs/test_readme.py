@@ -20,6 +20,7 @@ gateway's default storage), ``owner`` (the data owner, whose ``~/data`` holds
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -29,13 +30,14 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from ..servers import BIN, ServerProcess, _pump, cli_server, wait_until
+from ..servers import BIN, ServerProcess, cli_server
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 MACHINES = ("operator", "owner", "remote", "developer")
@@ -148,17 +150,22 @@ class Machine:
                                 start_new_session=True)
         started.append(proc)
         seen: list[str] = []
-        threading.Thread(target=_pump, args=(proc.stdout, seen), daemon=True).start()
+
+        def read() -> None:
+            for line in proc.stdout or ():
+                seen.append(line.rstrip("\n"))
+
+        threading.Thread(target=read, daemon=True).start()
         expected = expected_output(block)
-        try:
-            wait_until(lambda: all(any(pattern.fullmatch(line) for line in seen)
-                                   for _, pattern in expected), timeout=60)
-        except TimeoutError:
-            missing = [text for text, pattern in expected
-                       if not any(pattern.fullmatch(line) for line in seen)]
-            raise AssertionError(f"on {self.name}, this block:\n{block}\ndid not print:\n"
-                                 + "\n".join(missing) + "\n--- it printed:\n"
-                                 + "\n".join(seen)) from None
+        deadline = time.monotonic() + 60
+        while missing := [text for text, pattern in expected
+                          if not any(pattern.fullmatch(line) for line in seen)]:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                time.sleep(0.2)  # the rest of its output
+                raise AssertionError(f"on {self.name}, this block (exit {proc.poll()}):\n{block}\n"
+                                     "did not print:\n" + "\n".join(missing)
+                                     + "\n--- it printed:\n" + "\n".join(seen))
+            time.sleep(0.05)
 
 
 def substituted(text: str, values: dict[str, str]) -> str:
@@ -193,13 +200,20 @@ def live(tmp_path: Path) -> Iterator[tuple[Live, dict[str, Machine]]]:
         try:
             yield state, machines
         finally:
-            for proc in state.background:  # Ctrl-C, as their user would
-                os.killpg(proc.pid, signal.SIGINT)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+            for proc in state.background:
+                _stop(proc)
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """Ctrl-C to a background block's process group, as its user would; then SIGKILL."""
+    for sig, wait in ((signal.SIGINT, 10), (signal.SIGKILL, None)):
+        with contextlib.suppress(ProcessLookupError):  # all of the group has exited
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def test_every_block_is_marked_and_the_first_two_commands_are_left_to_ci() -> None:
