@@ -10,12 +10,18 @@ Every ```bash block of README.md follows an HTML comment that says what happens 
   full (``…`` stands for any text), before the walk goes on.
 - ``<!-- not run: REASON -->``: skipped, and the reason is required.
 
-A block without one of these fails the test. The machines are ``operator`` (runs the
-proxy and the zone gateway, which the test starts on loopback before the walk, with the
-gateway's default storage), ``owner`` (the data owner, whose ``~/data`` holds
-:data:`OWNER_FILES`), ``remote`` (a collaborator, who receives the owner's
-``manifest.tsv``) and ``developer`` (starts in this checkout, with the same ``~/data``). What is site-specific in the README is replaced by the live value
-(:func:`site_values`); everything else runs exactly as written.
+A block without one of these fails the test. The machines are
+
+- ``operator``: runs the proxy and the zone gateway, which the test starts on loopback
+  before the walk (the gateway on its default storage);
+- ``owner``: the data owner, whose ``~/data`` holds :data:`OWNER_FILES` and whose
+  environment has ``SECRET``, the proxy secret (README step 2);
+- ``remote``: a collaborator, who receives the owner's ``manifest.tsv`` (:data:`SENT`);
+- ``developer``: starts in this checkout, with the same ``~/data``.
+
+What is site-specific in the README is replaced by its live value (:func:`site_values`);
+everything else runs exactly as written. The first two commands of the README (install
+and demo, install and tests) are not run here: CI runs them, and ``demo`` has its own test.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ OWNER_FILES = {
 }
 #: files that travel from one machine to another: (from, path there) -> (to, path there)
 SENT = {("owner", "example_resource/manifest.tsv"): ("remote", "manifest.tsv")}
+OTHER_SHELLS = ("```sh", "```shell", "```console", "```zsh", "```shell-session")
 MARKER = re.compile(r"<!--\s*(run on|not run)\s*:?\s*(.*?)\s*-->\s*$")
 
 
@@ -70,6 +77,8 @@ def readme_blocks(text: str) -> list[Block]:
     lines = text.splitlines()
     blocks, problems = [], []
     for i, line in enumerate(lines):
+        if line.strip() in OTHER_SHELLS:
+            problems.append(f"README.md:{i + 1}: a shell block is ```bash, so that it is run")
         if line.strip() != "```bash":
             continue
         body = lines[i + 1:lines.index("```", i + 1)]
@@ -226,6 +235,8 @@ def test_every_block_is_marked_and_the_first_two_commands_are_left_to_ci() -> No
         readme_blocks(bad)
     with pytest.raises(AssertionError, match="no <!-- run on"):
         readme_blocks("text\n```bash\nls\n```\n")
+    with pytest.raises(AssertionError, match="is ```bash"):
+        readme_blocks("<!-- not run: x -->\n```sh\nls\n```\n")
 
 
 def test_the_readme_walkthrough_runs_as_written(live: tuple[Live, dict[str, Machine]]) -> None:
