@@ -48,3 +48,8 @@ def test_settings_read_the_key_and_kachery_base_url(kc_dir: Path) -> None:
     assert (keyed.api_key, keyed.gateway_url) == ("k", "http://zone.example")
     both = ClientSettings.from_env({**env, "KACHERY_API_KEY": "k", "KACHERY_GATEWAY_URL": "http://g"})
     assert both.gateway_url == "http://g"
+
+
+def test_a_key_is_never_sent_to_the_default_gateway(kc_dir: Path) -> None:
+    alone = ClientSettings.from_env({"KACHERY_CLOUD_DIR": str(kc_dir), "KACHERY_API_KEY": "k"})
+    assert alone.api_key is None  # the key belongs to a gateway the user did not name here

@@ -148,8 +148,9 @@ async def find_file(call: Call) -> Json:
         if not record.download:
             raise forbidden("download_not_allowed",
                             f"client {call.client_id} may not download from zone {zone.name!r}")
+    fetcher = call.request.app.get(FETCHER_KEY) if payload.onDemand else None
     found = await find_in_zone(zone, payload.hash, call.url_context(), call.settings,
-                               call.request.app.get(FETCHER_KEY), call.client_id)
+                               fetcher, call.client_id)
     if found is None:
         return {"type": "findFile", "found": False}
     return {"type": "findFile", "found": True, **found, "cacheHit": False}
