@@ -20,10 +20,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import DEFAULT_GATEWAY_URL
 from ..identity import ClientKeys, load_client_keys
 from ..store import default_store_dir
 
-DEFAULT_GATEWAY_URL = "https://kachery-gateway.figurl.org"
 DEFAULT_ZONE = "default"
 
 

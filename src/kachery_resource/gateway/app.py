@@ -32,7 +32,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..proxy.accesslog import AccessLog
+from ..accesslog import AccessLog
 from . import announcements, keys, multipart
 from .api import FETCHER_KEY, GatewayApi
 from .api_v2 import V2Api
