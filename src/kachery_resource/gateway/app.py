@@ -5,6 +5,7 @@ Routes::
     POST /api/gateway               kachery-cloud's gateway API (api.py)
     GET  /api/info                  capabilities (JSON)
     GET  /healthz                   {"status": "ok"}
+    GET  /openapi.json              this API as an OpenAPI document (openapi.yaml)
     GET  /registerClient/<id>       client self-registration (registration.py)
     GET  /client/<id>               a client's registration status
     GET|HEAD|PUT /files/<zone>/<key> signed object URLs of local-directory zones (files.py)
@@ -21,7 +22,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import yaml
 from aiohttp import web
 
 from . import keys, multipart
@@ -33,6 +36,7 @@ from .settings import GatewaySettings
 from .zones import Zone, close_zones, open_zones, probe_zones
 
 log = logging.getLogger("kachery_resource.gateway")
+OPENAPI_FILE = Path(__file__).with_name("openapi.yaml")
 
 SETTINGS_KEY = web.AppKey("settings", GatewaySettings)
 ZONES_KEY = web.AppKey("zones", dict[str, Zone])
@@ -102,11 +106,17 @@ def build_app(settings: GatewaySettings, zones: dict[str, Zone] | None = None) -
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
+    openapi_doc = yaml.safe_load(OPENAPI_FILE.read_text())
+
+    async def openapi(request: web.Request) -> web.Response:
+        return web.json_response(openapi_doc)
+
     files = FileRoutes(zones)
     registration = RegistrationRoutes(zones)
     app.router.add_post("/api/gateway", api.handle)
     app.router.add_get("/api/info", get_info)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/registerClient/{client_id}", registration.register)
     app.router.add_get("/client/{client_id}", registration.show)
     app.router.add_get("/files/{zone}/{key:.+}", files.get)
