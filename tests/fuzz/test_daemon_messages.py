@@ -112,21 +112,19 @@ async def test_every_message_type(linked: tuple[StandInProxy, ProxyConnection]) 
         if isinstance(message, tuple):
             await (ws.send_str(message[1]) if message[0] == "text" else ws.send_bytes(message[1]))
             return None
-        want = expects_answer(message)
         if isinstance(message, dict) and message.get("requestId") == ID:
             message = {**message, "requestId": f"fz-{next(counter)}"}
-        if want and message.get("type") == "requestFromClient":
-            sent[message["requestId"]] = message
-            expected[0] += 1
         text = json.dumps(message, allow_nan=True)
         await ws.send_str(text)
         try:
             orjson.loads(text)  # NaN, a lone surrogate: not JSON to the daemon, no answer
         except ValueError:
-            expected[0] -= message.get("type") == "requestFromClient" and want
-            want = False
-        if not want:
             return None
+        if not expects_answer(message):
+            return None
+        if message["type"] == "requestFromClient":
+            sent[message["requestId"]] = message
+            expected[0] += 1
         answer = await asyncio.wait_for(proxy.responses.get(), 10)
         if message.get("type") == "ping":
             assert answer == {"type": "pong"}, answer
