@@ -288,3 +288,33 @@ async def test_registration_and_public_routes(gw: tuple[Client, dict[str, Client
         r = await client.get(path)
         text = await r.text()
         assert r.status in (200, 404) and url_secret not in text, path
+
+
+# every route of the gateway and the test above that covers it; a new route or call type
+# fails here until the matrix tries it
+ROUTES = {
+    ("POST", "/api/gateway"): "test_every_request_type_with_every_credential",
+    ("GET", "/files/{zone}/{key}"): "test_signed_object_urls",
+    ("HEAD", "/files/{zone}/{key}"): "test_signed_object_urls",
+    ("PUT", "/files/{zone}/{key}"): "test_signed_object_urls",
+    ("GET", "/registerClient/{client_id}"): "test_registration_and_public_routes",
+    ("HEAD", "/registerClient/{client_id}"): "test_registration_and_public_routes",
+    ("GET", "/client/{client_id}"): "public",
+    ("HEAD", "/client/{client_id}"): "public",
+    ("GET", "/api/info"): "public",
+    ("HEAD", "/api/info"): "public",
+    ("GET", "/healthz"): "public",
+    ("HEAD", "/healthz"): "public",
+    ("GET", "/openapi.json"): "public",
+    ("HEAD", "/openapi.json"): "public",
+}
+
+
+async def test_the_matrix_covers_every_route_and_call_type(
+        gw: tuple[Client, dict[str, ClientKeys]]) -> None:
+    client, _ = gw
+    routes = {(r.method, r.resource.canonical) for r in client.app.router.routes()  # type: ignore[union-attr]
+              if r.resource is not None}
+    assert routes == set(ROUTES)
+    info = await (await client.get("/api/info")).json()
+    assert set(info["requestTypes"]) == set(payloads()) == set(PASS)

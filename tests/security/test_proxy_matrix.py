@@ -225,3 +225,13 @@ async def test_no_public_route_shows_a_credential(deploy: Front) -> None:
                     assert r.status < 500, (method, path, r.status, text)
                     leaked = [x for x in secrets_ if x in text]
                     assert leaked == [], (method, path)
+
+
+def test_the_matrix_covers_every_route() -> None:
+    """A new proxy route fails here until the matrix above tries it."""
+    app = build_app(ProxySettings(port=0, proxy_secret=SECRET, access_log="off"))
+    routes = {(r.method, r.resource.canonical) for r in app.router.routes()
+              if r.resource is not None}
+    covered = {("POST", "/r/{resource}"), ("GET", "/")} | {
+        (m, p) for p in PUBLIC_ROUTES for m in ("GET", "HEAD")}
+    assert routes == covered
