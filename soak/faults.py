@@ -9,15 +9,18 @@ the moment its restart was issued, so it includes its start-up) to that success.
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from .clients import Job, Load, Result, ours
 from .deploy import Deployment
+from .procs import Service
 
 RECOVERY_BOUND_SEC = 120.0
 
@@ -116,12 +119,32 @@ def make_daemon_kill_mid_upload(load: Load) -> Inject:
         asker.start()
         service = dep.daemons[d]
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and not service.log_has(f"sha1://{big}"):
-            time.sleep(0.05)  # the request reached the daemon (or the time is up)
-        time.sleep(0.1)
+        path = str(tree.files[big][0])
+        while time.monotonic() < deadline and not holds_open(service, path):
+            time.sleep(0.01)  # until the daemon has the file open: it is uploading it
+        seen = holds_open(service, path)
+        time.sleep(0.2)
         undone = _restart(service.kill, service.start)
-        return service.name, Route(d, dep.proxy_of[d], job.gateway), undone
+        target = service.name + ("" if seen else " (no upload seen)")
+        return target, Route(d, dep.proxy_of[d], job.gateway), undone
     return daemon_kill_mid_upload
+
+
+def holds_open(service: Service, path: str) -> bool:
+    """Whether the process has ``path`` open."""
+    if service.proc is None:
+        return False
+    fd_dir = Path(f"/proc/{service.proc.pid}/fd")
+    try:
+        for fd in fd_dir.iterdir():
+            try:
+                if os.readlink(fd) == path:
+                    return True
+            except OSError:
+                continue
+    except OSError:
+        return False
+    return False
 
 
 def _timed(load: Load, dep: Deployment, job: Job) -> Result:

@@ -31,6 +31,8 @@ def test_short_soak_passes_every_check(tmp_path: Path) -> None:
         "proxy-kill", "gateway-kill", "seaweedfs-kill", "nats-kill", "daemon-sigstop",
         "daemon-blackhole", "daemon-kill-mid-upload"}
     assert all(f["recovery_s"] is not None for f in report["faults"])
+    # the daemon really was killed while it uploaded
+    assert not [f for f in report["faults"] if "no upload seen" in f["target"]], report["faults"]
     kinds = {k.split("/")[0] for k in report["outcomes"]}
     assert kinds == {"ours", "kachery-cloud-0.4.10"}
     assert report["outcomes"]["ours/exists"].get("ok", 0) > 0
