@@ -127,8 +127,11 @@ def check_resources(report: Report, services: list[Service]) -> None:
             report.resources[s.name] = {"starts": s.starts, "samples": len(s.samples)}
             continue
         fds0, fds1, rss0, rss1 = g
+        step = max(1, len(s.samples) // 20)  # about 20 points of the whole series
         report.resources[s.name] = {"starts": s.starts, "fds": [fds0, fds1],
-                                    "rss_mib": [round(rss0, 1), round(rss1, 1)]}
+                                    "rss_mib": [round(rss0, 1), round(rss1, 1)],
+                                    "series": [[round(t - s.started_at), n, round(r, 1)]
+                                               for t, n, r in s.samples[::step]]}
         if s.kind in ("proxy", "gateway", "daemon") and (
                 (fds1 > fds0 * (1 + GROWTH_LIMIT) and fds1 - fds0 > FDS_FLOOR)
                 or (rss1 > rss0 * (1 + GROWTH_LIMIT) and rss1 - rss0 > RSS_FLOOR_MIB)):
