@@ -8,6 +8,7 @@ Routes::
     GET  /api/info                  capabilities (JSON)
     GET  /healthz                   {"status": "ok"}
     GET  /metrics                   Prometheus metrics (metrics.py)
+    GET  /openapi.json              this API as an OpenAPI document (openapi.yaml)
     GET  /registerClient/<id>       client self-registration (registration.py)
     GET  /client/<id>               a client's registration status
     GET|HEAD|PUT /files/<zone>/<key> signed object URLs of local-directory zones (files.py)
@@ -28,7 +29,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import yaml
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -47,6 +50,7 @@ from .settings import GatewaySettings
 from .zones import Zone, close_zones, open_zones, probe_zones
 
 log = logging.getLogger("kachery_resource.gateway")
+OPENAPI_FILE = Path(__file__).with_name("openapi.yaml")
 
 SETTINGS_KEY = web.AppKey("settings", GatewaySettings)
 ZONES_KEY = web.AppKey("zones", dict[str, Zone])
@@ -130,6 +134,10 @@ def build_app(settings: GatewaySettings, zones: dict[str, Zone] | None = None) -
     async def get_metrics(request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(metrics.registry),
                             headers={"Content-Type": CONTENT_TYPE_LATEST})
+    openapi_doc = yaml.safe_load(OPENAPI_FILE.read_text())
+
+    async def openapi(request: web.Request) -> web.Response:
+        return web.json_response(openapi_doc)
 
     files = FileRoutes(zones)
     registration = RegistrationRoutes(zones)
@@ -138,6 +146,7 @@ def build_app(settings: GatewaySettings, zones: dict[str, Zone] | None = None) -
     app.router.add_get("/api/info", get_info)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", get_metrics)
+    app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/registerClient/{client_id}", registration.register)
     app.router.add_get("/client/{client_id}", registration.show)
     app.router.add_get("/files/{zone}/{key:.+}", files.get)
