@@ -282,3 +282,32 @@ async def test_the_sweep(tmp_path: Path, aiohttp_client: Any) -> None:
         os.utime(p, (old, old))
     assert await sweep_unfinished_uploads(settings, zones, checks) == 3 + 2
     assert not (root / "chunks").exists()
+
+
+async def test_rights_and_bad_input(tmp_path: Path, aiohttp_client: Any) -> None:
+    settings = load_settings(storage=str(tmp_path / "storage"),
+                             overrides={"zones": {"default": {"allowPublicDownload": False}}})
+    client = await aiohttp_client(build_app(settings))
+    reader, stranger = ClientKeys.generate(), ClientKeys.generate()
+    await register(client, reader, upload=False)
+    chunks = chunk_list_of(DATA)
+    doc = chunks.signed(reader, "default")
+    status, answer = await register_list(client, reader, doc, chunks.sha1, len(DATA))
+    assert (status, answer["error"]) == (403, "upload_not_allowed")
+    status, answer = await call(client, stranger, {"type": "findChunks", "hashAlg": "sha1",
+                                                   "hash": chunks.sha1, "indices": [0]})
+    assert (status, answer["error"]) == (403, "client_not_registered")
+    assert (await find(client, reader, chunks.sha1, [0]))["found"] is False
+    base = {"type": "findChunks", "hashAlg": "sha1", "hash": chunks.sha1}
+    for bad in ({"indices": []}, {"indices": list(range(65))}, {"indices": [-1]}, {"indices": [65536]},
+                {"indices": ["0"]}, {"indices": [0], "chunkSize": CS}):
+        status, answer = await call(client, reader, {**base, **bad})
+        assert (status, answer["error"]) == (400, "invalid_request"), bad
+    status, answer = await call(client, reader, {
+        "type": "initiateChunkList", "hashAlg": "sha1", "hash": chunks.sha1, "size": len(DATA),
+        "chunkSize": CS, "listSha1": sha1(doc), "listSize": 3_000_001})
+    assert (status, answer["error"]) == (400, "invalid_request")
+    info = await (await client.get("/api/info")).json()
+    assert info["chunkUpload"]["requestTypes"] == sorted(
+        ["findChunks", "finalizeChunkList", "finalizeChunkUpload", "initiateChunkList",
+         "initiateChunkUpload"])

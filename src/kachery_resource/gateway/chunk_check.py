@@ -81,13 +81,13 @@ class ChunkChecks:
     async def _run(self) -> None:
         while True:
             zone, sha1 = await self._queue.get()
-            try:
+            self._queued.discard((id(zone.storage), zone.prefix, sha1))  # a list arriving now
+            try:                                                         # queues it again
                 await self.check(zone, sha1)
             except Exception as exc:  # one line; the sweep queues it again
                 log.warning("checking the chunk lists of sha1://%s in zone %s failed (%s: %s)",
                             sha1, zone.name, type(exc).__name__, exc)
             finally:
-                self._queued.discard((id(zone.storage), zone.prefix, sha1))
                 self._queue.task_done()
 
     async def check(self, zone: Zone, sha1: str) -> None:
@@ -115,9 +115,9 @@ class ChunkChecks:
             log.error("the chunk list of sha1://%s in zone %s, signed by client %s, does not match "
                       "the whole file (first bad chunk: %d); its chunks were deleted and chunk "
                       "requests for it are refused", sha1, zone.name, stored.signer, index)
-            await self.store.delete_chunks(zone, sha1, chunk_size)
-            await self.store.write_marker(zone, sha1, chunk_size,
+            await self.store.write_marker(zone, sha1, chunk_size,  # first: chunk calls refuse
                                           Marker(False, time.time(), stored.signer, index))
+            await self.store.delete_chunks(zone, sha1, chunk_size)
 
     async def sweep(self, zone: Zone) -> int:
         """One run of the sweep over ``zone``'s chunk sets; returns how many objects it deleted."""
@@ -147,9 +147,9 @@ class ChunkChecks:
             if marker is not None:
                 if now - marker.at > ttl:
                     removed += await self.store.delete_set(zone, sha1, chunk_size)
-            elif await storage.size_of(keys.chunk_list_key(zone.prefix, sha1, chunk_size)) is not None:
+            elif await self.store.read_list(zone, sha1, chunk_size, fresh=True) is not None:
                 self.arrived(zone, sha1)
-            else:  # chunks without a list: nobody can use them
+            else:  # chunks without a (valid) list: nobody can use them
                 removed += await storage.cleanup(keys.chunk_set(zone.prefix, sha1, chunk_size), ttl)
         return removed
 
