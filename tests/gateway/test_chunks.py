@@ -25,6 +25,7 @@ from kachery_resource.identity import ClientKeys, signed_envelope
 
 from ..servers import S3Server
 from .helpers import Client, call, register, upload
+from .test_multipart import finish, put_parts, start
 
 MIB = 1024 * 1024
 CS = 4 * MIB
@@ -311,3 +312,26 @@ async def test_rights_and_bad_input(tmp_path: Path, aiohttp_client: Any) -> None
     assert info["chunkUpload"]["requestTypes"] == sorted(
         ["findChunks", "finalizeChunkList", "finalizeChunkUpload", "initiateChunkList",
          "initiateChunkUpload"])
+
+
+async def test_a_multipart_upload_and_a_late_list_are_checked(local_app: tuple[Client, Path]) -> None:
+    client, root = local_app
+    k = ClientKeys.generate()
+    await register(client, k)
+    checks = client.app[CHUNKS_KEY]
+    chunks = chunk_list_of(DATA)
+    assert (await register_list(client, k, chunks.signed(k, "default"), chunks.sha1, len(DATA)))[0] == 200
+    up = await start(client, k, DATA)
+    await put_parts(client, k, up, DATA, [1, 2])
+    assert (await finish(client, k, up, len(DATA)))[0] == 200
+    await checks.idle()
+    assert json.loads((root / keys.chunk_checked_key("", chunks.sha1, CS)).read_text())["ok"] is True
+    # a list registered once the whole file is there is checked at once
+    late = os.urandom(CS + 1)
+    assert (await upload(client, k, late))[0] == 200
+    lied = ChunkList(sha1(late), len(late), CS, sha1(b"a") + sha1(b"b"))
+    assert (await register_list(client, k, lied.signed(k, "default"), lied.sha1, len(late)))[0] == 200
+    await checks.idle()
+    marker = json.loads((root / keys.chunk_checked_key("", lied.sha1, CS)).read_text())
+    assert (marker["ok"], marker["signer"], marker["index"]) == (False, k.client_id, 0)
+    assert not (root / keys.chunk_list_key("", lied.sha1, CS)).exists()
