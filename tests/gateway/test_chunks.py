@@ -18,7 +18,12 @@ import pytest
 
 from kachery_resource.chunking import ChunkList, chunk_size_for
 from kachery_resource.gateway import keys
-from kachery_resource.gateway.app import ZONES_KEY, build_app, sweep_unfinished_uploads
+from kachery_resource.gateway.app import (
+    SETTINGS_KEY,
+    ZONES_KEY,
+    build_app,
+    sweep_unfinished_uploads,
+)
 from kachery_resource.gateway.chunks import CHUNKS_KEY
 from kachery_resource.gateway.settings import load_settings
 from kachery_resource.identity import ClientKeys, signed_envelope
@@ -335,3 +340,37 @@ async def test_a_multipart_upload_and_a_late_list_are_checked(local_app: tuple[C
     marker = json.loads((root / keys.chunk_checked_key("", lied.sha1, CS)).read_text())
     assert (marker["ok"], marker["signer"], marker["index"]) == (False, k.client_id, 0)
     assert not (root / keys.chunk_list_key("", lied.sha1, CS)).exists()
+
+
+async def test_the_sweep_and_the_listings_it_uses(backend: tuple[Client, Callable[[], list[str]]]) -> None:
+    client, listing = backend
+    zones, checks = client.app[ZONES_KEY], client.app[CHUNKS_KEY]
+    zone = zones["default"]
+    for key in ("t/a/1", "t/a/2/x", "t/b.c/1", "t/c/1", "t/d"):
+        await zone.storage.write_small(keys.join(zone.prefix, key), b"x")
+    root = keys.join(zone.prefix, "t")
+    assert await zone.storage.list_folders(root, "", 2) == ["a", "b.c"]
+    assert await zone.storage.list_folders(root, "b.c", 2) == ["c"]
+    assert await zone.storage.list_folders(keys.join(zone.prefix, "none")) == []
+    written = await zone.storage.list_modified(keys.join(root, "a"))
+    assert sorted(written) == [keys.join(root, k) for k in ("a/1", "a/2/x")]
+    assert all(abs(time.time() - t) < 600 for t in written.values())
+    assert b"".join(zone.storage.read_blocks(keys.join(root, "a/1"), 1)) == b"x"
+
+    k = ClientKeys.generate()
+    await register(client, k)
+    whole, part = chunk_list_of(DATA), chunk_list_of(DATA[:CS + 1])
+    for chunks, data in ((whole, DATA), (part, DATA[:CS + 1])):
+        assert (await register_list(client, k, chunks.signed(k, "default"), chunks.sha1, len(data)))[0] == 200
+        assert (await send_chunk(client, k, chunks.sha1, 1, piece(data, 1)))[0] == 200
+    assert (await upload(client, k, DATA))[0] == 200
+    await checks.idle()
+    settings = client.app[SETTINGS_KEY]
+    assert await sweep_unfinished_uploads(settings, zones, checks) == 0
+    marker = keys.chunk_checked_key(zone.prefix, whole.sha1, CS)
+    aged = json.loads(await zone.storage.read_small(marker) or b"")
+    assert aged["ok"] is True
+    aged["at"] -= settings.download_url_ttl_sec + 5
+    await zone.storage.write_small(marker, json.dumps(aged).encode())
+    assert await sweep_unfinished_uploads(settings, zones, checks) == 3
+    assert listing() == [f"{part.sha1}/{CS}/000001", f"{part.sha1}/{CS}/list.json"]  # written lately
