@@ -23,7 +23,14 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..uri import is_sha1_hex
-from .api import FETCHER_KEY, finalize_upload, find_in_zone, initiate_upload, url_context
+from .api import (
+    FETCHER_KEY,
+    finalize_upload,
+    find_in_zone,
+    initiate_upload,
+    url_context,
+    whole_file_arrived,
+)
 from .envelope import describe, read_limited
 from .problems import ApiError, bad_request
 from .requestlog import note
@@ -208,4 +215,5 @@ class V2Api:
         zone = self.zone(req.zoneName)
         await self.uploader(request, zone)
         await finalize_upload(zone, self.settings, req.hash, req.size, req.objectKey)
+        whole_file_arrived(request.app, zone, req.hash)
         return {"type": "finalizeFileUploadResponse", "success": True}

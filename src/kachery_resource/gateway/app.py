@@ -20,7 +20,8 @@ fields (requestlog.py), one error renderer (problems.py); serve with
 server listens,
 every storage not probed yet finds out whether it verifies sha1 checksums itself
 (zones.probe_zones). A background task deletes unfinished uploads older than
-``stagingMaxAgeSec``.
+``stagingMaxAgeSec`` and chunk sets no longer needed; another checks chunk lists against
+whole files as they arrive (chunk_check.py).
 """
 
 from __future__ import annotations
@@ -36,9 +37,11 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..accesslog import AccessLog
-from . import announcements, keys, multipart
-from .api import FETCHER_KEY, GatewayApi
+from . import announcements, chunks, keys, multipart
+from .api import FETCHER_KEY, WHOLE_FILES_KEY, GatewayApi
 from .api_v2 import V2Api
+from .chunk_check import ChunkChecks
+from .chunk_store import ChunkStore
 from .cors import cors_middleware
 from .files import FileRoutes
 from .metrics import GatewayMetrics
@@ -76,14 +79,17 @@ def capabilities(settings: GatewaySettings, zones: dict[str, Zone], api: Gateway
         "maxBodyBytes": settings.max_body_bytes,
         "zones": [zone.info() for zone in zones.values()],
         "multipartUpload": multipart.capability(settings),
+        "chunkUpload": chunks.capability(),
         "kachery2Api": ["findFile", "initiateFileUpload", "finalizeFileUpload"],
         "corsOrigins": settings.cors_origins,
         "announcementTtlSec": settings.announcement_ttl_sec,
     }
 
 
-async def sweep_unfinished_uploads(settings: GatewaySettings, zones: dict[str, Zone]) -> int:
-    """Delete staged uploads older than ``stagingMaxAgeSec`` in every zone; returns how many."""
+async def sweep_unfinished_uploads(settings: GatewaySettings, zones: dict[str, Zone],
+                                   chunk_checks: ChunkChecks | None = None) -> int:
+    """Delete staged uploads older than ``stagingMaxAgeSec`` in every zone, and (given
+    ``chunk_checks``) chunk sets no longer needed (chunk_check.py); returns how many."""
     seen: set[tuple[int, str]] = set()
     removed = 0
     for zone in zones.values():
@@ -94,15 +100,18 @@ async def sweep_unfinished_uploads(settings: GatewaySettings, zones: dict[str, Z
         try:
             removed += await zone.storage.cleanup(keys.staging_root(zone.prefix), age)
             removed += await zone.storage.mp_cleanup(keys.multipart_root(zone.prefix), age)
+            if chunk_checks is not None:
+                removed += await chunk_checks.sweep(zone)
         except Exception as exc:  # one line, no traceback: the sweep runs again later
             log.warning("cleaning up unfinished uploads in zone %s failed (%s: %s); retrying in %g s",
                         zone.name, type(exc).__name__, exc, settings.cleanup_interval_sec)
     return removed
 
 
-async def _cleanup_loop(settings: GatewaySettings, zones: dict[str, Zone]) -> None:
+async def _cleanup_loop(settings: GatewaySettings, zones: dict[str, Zone],
+                        chunk_checks: ChunkChecks) -> None:
     while True:
-        removed = await sweep_unfinished_uploads(settings, zones)
+        removed = await sweep_unfinished_uploads(settings, zones, chunk_checks)
         if removed:
             log.info("deleted %d unfinished uploads", removed)
         await asyncio.sleep(settings.cleanup_interval_sec)
@@ -120,9 +129,13 @@ def build_app(settings: GatewaySettings, zones: dict[str, Zone] | None = None) -
     on_demand = OnDemand(settings, metrics)
     access_log = AccessLog(settings.access_log)
     app[FETCHER_KEY] = on_demand
+    chunk_checks = ChunkChecks(settings, ChunkStore())
+    app[chunks.CHUNKS_KEY] = chunk_checks
+    app[WHOLE_FILES_KEY] = chunk_checks
     app[REQUEST_LOG_KEY] = RequestLog(metrics, access_log)
-    api = GatewayApi(settings, zones, {**multipart.PAYLOAD_TYPES, **announcements.PAYLOAD_TYPES},
-                     {**multipart.HANDLERS, **announcements.HANDLERS})
+    api = GatewayApi(settings, zones,
+                     {**multipart.PAYLOAD_TYPES, **announcements.PAYLOAD_TYPES, **chunks.PAYLOAD_TYPES},
+                     {**multipart.HANDLERS, **announcements.HANDLERS, **chunks.HANDLERS})
     info = capabilities(settings, zones, api)
 
     async def get_info(request: web.Request) -> web.Response:
@@ -154,11 +167,13 @@ def build_app(settings: GatewaySettings, zones: dict[str, Zone] | None = None) -
 
     async def background(app: web.Application) -> AsyncIterator[None]:
         await probe_zones(zones)
-        task = asyncio.create_task(_cleanup_loop(settings, zones))
+        chunk_checks.start()
+        task = asyncio.create_task(_cleanup_loop(settings, zones, chunk_checks))
         yield
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await chunk_checks.close()
         await on_demand.close()
         await close_zones(zones)
         access_log.close()
