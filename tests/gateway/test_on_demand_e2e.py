@@ -230,10 +230,14 @@ def test_our_client_with_an_api_key(local_stack: OnDemandStack, tmp_path: Path) 
     assert Path(done.stdout.strip()).read_bytes() == data
     wrong = our_load(stack, tmp_path / "wrong", uri, KACHERY_API_KEY="not-a-key")
     assert wrong.returncode == 4, wrong.stderr
-    assert "HTTP 401" in wrong.stderr and "check KACHERY_API_KEY" in wrong.stderr
+    assert "HTTP 401" in wrong.stderr and wrong.stderr.count("check KACHERY_API_KEY") == 1
+    assert "gateway users reset-key NAME --zone private" in wrong.stderr
     none = our_load(stack, tmp_path / "none", uri, KACHERY_GATEWAY_URL=stack.gateway.url)
     assert none.returncode == 4, none.stderr
-    assert "/api/gateway" in none.stderr and "kachery-resource init" in none.stderr
+    assert "/api/gateway" in none.stderr and "HTTP 403" in none.stderr
+    assert "zone 'private' does not allow download without registered keys" in none.stderr
+    assert "kachery-resource init" in none.stderr and "clients add <CLIENT_ID> --zone private" in none.stderr
+    assert "users add NAME --zone private" in none.stderr  # or a kachery 2.x key
     cold = secrets.token_bytes(3000)
     sha1 = stack.link(cold, "lab-a")
     key = stack.add_user("public-reader")
