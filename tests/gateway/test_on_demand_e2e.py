@@ -179,6 +179,7 @@ def test_curl_loads_cold(stack: OnDemandStack, tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=60)
     assert got.returncode == 0, got.stderr
     assert hashlib.sha1(out.read_bytes()).hexdigest() == sha1
+    assert "/r/lab-" in served_by(stack, sha1)
 
 
 PAGE = """<!doctype html><html><body><script>
