@@ -58,15 +58,17 @@ class OnDemandStack:
                  else self.gateway.output)
         return [json.loads(x) for x in lines if x.startswith("{")]
 
-    def start_daemon(self, name: str) -> Daemon:
+    def start_daemon(self, name: str, zone: str = "default") -> Daemon:
+        """``kachery-resource share`` for ``zone`` (its keys need upload rights there)."""
         rdir = self.workdir / f"daemon-{name}"
         rdir.mkdir(exist_ok=True)
         (rdir / "kachery-resource.yaml").write_text(
             f"resourceName: {name}\nmaxConcurrentUploads: 2\nproxyUrl: {self.proxy.url}\n"
-            f"proxySecret: {self.proxy_secret}\ngatewayUrl: {self.gateway.url}\n")
+            f"proxySecret: {self.proxy_secret}\ngatewayUrl: {self.gateway.url}\nkacheryZone: {zone}\n")
         store = rdir / "kc"
         env = {"KACHERY_CLOUD_DIR": str(store), "KACHERY_CLOUD_CLIENT_ID": self.keys.client_id,
-               "KACHERY_CLOUD_PRIVATE_KEY": self.keys.private_key_hex}
+               "KACHERY_CLOUD_PRIVATE_KEY": self.keys.private_key_hex, "KACHERY_ZONE": zone,
+               "KACHERY_DIR": str(rdir / "kachery")}  # not the user's ~/.kachery
         process = start_cli(["share"], env=env, cwd=rdir, ready=r"KACHERY_RESOURCE_URL=(\S+)",
                             timeout=60)
         daemon = Daemon(name, process, LocalStore(store))

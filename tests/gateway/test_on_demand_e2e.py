@@ -22,6 +22,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import requests
 
 from kachery_resource.identity import ClientKeys, signed_envelope
 
@@ -246,6 +247,39 @@ def test_our_client_with_an_api_key(local_stack: OnDemandStack, tmp_path: Path) 
     assert done.returncode == 0, done.stderr
     assert hashlib.sha1(Path(done.stdout.strip()).read_bytes()).hexdigest() == sha1
     assert served_by(stack, sha1).endswith("/r/lab-a")
+
+
+def test_a_private_zone_loads_cold_with_a_key(local_stack: OnDemandStack, tmp_path: Path) -> None:
+    """A daemon of a zone without public download: a findFile without a key is refused
+    before any resource is asked; kachery 2.0.3 and our client, each with a reader's key,
+    load files only that daemon has."""
+    stack = local_stack
+    stack.cli("clients", "add", stack.keys.client_id, "--zone", "private", "--upload")
+    daemon = stack.start_daemon("lab-private", zone="private")
+    try:
+        data, ours = secrets.token_bytes(2200), secrets.token_bytes(2300)
+        sha1, our_sha1 = stack.link(data, "lab-private"), stack.link(ours, "lab-private")
+        reader = stack.add_user("cold-reader", "--zone", "private")
+        find = {"type": "findFileRequest", "hashAlg": "sha1", "hash": sha1, "zoneName": "private"}
+        anonymous = requests.post(f"{stack.gateway.url}/api/findFile", json=find, timeout=60)
+        assert anonymous.status_code == 401, anonymous.text
+        done = subprocess.run([sys.executable, "-c", KA_LOAD, f"kachery:private:sha1:{sha1}"],
+                              capture_output=True, text=True, cwd=tmp_path, stdin=subprocess.DEVNULL,
+                              env=client_env(stack, tmp_path / "ka", KACHERY_API_KEY=reader), timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert json.loads(done.stdout.strip().splitlines()[-1]) == {"sha1": sha1}
+        wait_until(lambda: daemon.requests_for(sha1) == 1, timeout=5)  # its log comes a bit later
+        assert daemon.requests_for(sha1) == 1  # asked for the keyed findFile only
+        loaded = our_load(stack, tmp_path / "ours", f"kachery:private:sha1:{our_sha1}",
+                          KACHERY_API_KEY=reader)
+        assert loaded.returncode == 0, loaded.stderr
+        assert Path(loaded.stdout.strip()).read_bytes() == ours
+        assert served_by(stack, our_sha1).endswith("/r/lab-private")
+        h = our_sha1
+        assert (stack.workdir / "bucket" / "private" / "sha1" / h[:2] / h[2:4] / h[4:6] / h).is_file()
+    finally:
+        daemon.process.stop()
+        del stack.daemons["lab-private"]
 
 
 def test_a_killed_daemon_changes_nothing_and_expires(stack: OnDemandStack) -> None:
