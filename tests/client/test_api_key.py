@@ -1,7 +1,7 @@
 """With KACHERY_API_KEY, findFile goes to the kachery 2.x API (/api/findFile, Bearer key).
 
-Against the fake gateway here; the end-to-end test against our real gateway needs its
-kachery 2.x API (tests/interop, once that API is merged).
+Against the fake gateway here; the end-to-end test against our real gateway (private
+zone, real user keys, on demand) is tests/gateway/test_on_demand_e2e.py.
 """
 
 from __future__ import annotations
