@@ -43,7 +43,7 @@ def test_a_wrong_key_says_what_to_check(fake: tuple[str, FakeState], settings: C
 def test_settings_read_the_key_and_kachery_base_url(kc_dir: Path) -> None:
     env = {"KACHERY_CLOUD_DIR": str(kc_dir), "KACHERY_BASE_URL": "http://zone.example/"}
     assert ClientSettings.from_env(env).api_key is None
-    assert ClientSettings.from_env(env).gateway_url != "http://zone.example"  # no key: not used
+    assert ClientSettings.from_env(env).gateway_url == "http://zone.example"  # kachery 2.x's name
     keyed = ClientSettings.from_env({**env, "KACHERY_API_KEY": "k"})
     assert (keyed.api_key, keyed.gateway_url) == ("k", "http://zone.example")
     both = ClientSettings.from_env({**env, "KACHERY_API_KEY": "k", "KACHERY_GATEWAY_URL": "http://g"})

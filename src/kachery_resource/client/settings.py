@@ -53,8 +53,7 @@ class ClientSettings:
         env = dict(os.environ) if env is None else env
         root = Path(store_dir) if store_dir is not None else default_store_dir(env)
         api_key = env.get("KACHERY_API_KEY") or None
-        chosen = (gateway_url or env.get("KACHERY_GATEWAY_URL")
-                  or (env.get("KACHERY_BASE_URL") if api_key else None))
+        chosen = gateway_url or env.get("KACHERY_GATEWAY_URL") or env.get("KACHERY_BASE_URL")
         if chosen is None:  # a key is for the gateway the user chose: never send it elsewhere
             api_key = None
         gateway = chosen or DEFAULT_GATEWAY_URL
