@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from ..config import CONFIG_FILE_NAME, DEFAULT_MAX_CONCURRENT_UPLOADS, load_config
+from ..config import CONFIG_FILE_NAME, DEFAULT_MAX_CONCURRENT_UPLOADS, DEFAULT_ZONE, load_config
 from ..options import Group, option
 from ..store import LocalStore
 from .logs import setup_logging
@@ -30,6 +30,13 @@ def store_here(config_path: Path = Path(CONFIG_FILE_NAME)) -> LocalStore:
         config = load_config(config_path)
         return LocalStore(config.store_dir(), also=[config.kachery_dir()])
     return LocalStore.from_env()
+
+
+def zone_here(config_path: Path = Path(CONFIG_FILE_NAME)) -> str:
+    """The zone of the resource here: the config's, else ``KACHERY_ZONE``, else default."""
+    if config_path.is_file():
+        return load_config(config_path).zone
+    return os.environ.get("KACHERY_ZONE") or DEFAULT_ZONE
 
 
 @click.command("init")
@@ -88,10 +95,19 @@ def share_command(config_path: Path, verbose: bool) -> None:
               show_default=True, help="Manifest format.")
 @option("-j", "--jobs", "workers", type=click.IntRange(1, 256),
         show_default="twice the CPUs, at most 8", help="Files hashed in parallel.")
+@click.option("--uris", "uri_form", type=click.Choice(["sha1", "kachery"]), default="sha1",
+              show_default=True,
+              help="URI form in the manifest: sha1://HASH (kachery-cloud), or "
+                   "kachery:ZONE:sha1:HASH (kachery 2.x; the zone of kachery-resource.yaml here, "
+                   "else $KACHERY_ZONE, else 'default').")
 def link_command(paths: tuple[Path, ...], manifest: Path | None, fmt: str,
-                 workers: int | None) -> None:
+                 workers: int | None, uri_form: str) -> None:
     """Link files or whole trees into the local store (kachery-cloud records) and print a manifest."""
+    from ..uri import kachery_uri, sha1_uri
     from .link import link_with_progress, write_manifest
+
+    zone = zone_here()
+    to_uri = sha1_uri if uri_form == "sha1" else lambda sha1: kachery_uri(sha1, zone)
 
     if manifest is not None and not os.access(manifest.parent, os.W_OK):
         problem = "does not exist" if not manifest.parent.is_dir() else "is not writable"
@@ -99,11 +115,11 @@ def link_command(paths: tuple[Path, ...], manifest: Path | None, fmt: str,
                                  param_hint="'--manifest'")
     report = link_with_progress(list(paths), store_here(), workers)
     if manifest is None:
-        write_manifest(report.files, sys.stdout, fmt)
+        write_manifest(report.files, sys.stdout, fmt, to_uri)
     else:
         partial = manifest.with_name(f".{manifest.name}.partial")
         with open(partial, "w", encoding="utf-8") as out:
-            write_manifest(report.files, out, fmt)
+            write_manifest(report.files, out, fmt, to_uri)
         os.replace(partial, manifest)
     for path, message in report.errors:
         click.echo(f"error: {path}: {message}", err=True)
