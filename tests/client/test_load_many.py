@@ -76,6 +76,10 @@ def test_several_uris_need_a_directory_dest(
     assert run(monkeypatch, settings, "load", *uris, "--dest", str(tmp_path)) == 0
     assert capsys.readouterr().out.split() == [str(tmp_path / "x.txt"), str(tmp_path / "y.txt")]
     assert (tmp_path / "y.txt").read_bytes() == b"y"
+    clash = [f"sha1://{sha1(b'x')}?label=same.txt", f"sha1://{sha1(b'y')}?label=same.txt"]
+    assert run(monkeypatch, settings, "load", *clash, "--dest", str(tmp_path)) == 1
+    assert "two different files would be written to" in capsys.readouterr().err
+    assert not (tmp_path / "same.txt").exists()
 
 
 def test_no_uri_at_all_is_a_usage_error(

@@ -14,7 +14,7 @@ from pathlib import Path
 from ..errors import KacheryResourceError, StoreError
 from ..messages import UploadStatus
 from ..uri import parse_uri
-from .load import load_file
+from .load import check_dest, load_file
 from .progress import Bars, LineProgress, NullProgress, Progress, RichProgress, in_jupyter
 from .settings import ClientSettings
 
@@ -56,6 +56,8 @@ def load_files(
     if dest is not None and len(uris) > 1 and not Path(dest).expanduser().is_dir():
         raise StoreError(f"cannot write {len(uris)} files to {dest}: not a directory; "
                          "with several URIs --dest must be an existing directory")
+    if dest is not None and len(uris) > 1:
+        _ensure_distinct_targets(uris, dest)
     settings = settings or ClientSettings.from_env()
     stop = threading.Event()
     with ExitStack() as stack:
@@ -166,3 +168,20 @@ def _wants_bars(progress: bool | None) -> bool:
     if progress is None:
         return sys.stderr.isatty()
     return progress and (sys.stderr.isatty() or in_jupyter())
+
+
+def _ensure_distinct_targets(uris: Sequence[str], dest: str | Path) -> None:
+    """StoreError when two different files would be written to one name in ``dest``."""
+    seen: dict[Path, str] = {}
+    for uri in uris:
+        try:
+            parsed = parse_uri(uri)
+            target = check_dest(dest, parsed)
+        except KacheryResourceError:
+            continue  # reported for that URI alone
+        if target is None:
+            continue
+        other = seen.setdefault(target, parsed.sha1)
+        if other != parsed.sha1:
+            raise StoreError(f"two different files would be written to {target} (sha1 {other} "
+                             f"and {parsed.sha1}); load them into separate directories")
