@@ -34,6 +34,7 @@ from .errors import (
     TimeoutError_,
     UploadFailedError,
 )
+from .options import option
 
 EXIT_CODES = (
     f"Exit codes: 0 ok, {ConfigError.exit_code} invalid URI/config/keys, "
@@ -43,10 +44,11 @@ EXIT_CODES = (
 )
 
 _URI = click.argument("uri")
-_TIMEOUT = click.option(
+_TIMEOUT = option(
     "--timeout", type=click.FloatRange(min=0), default=None, metavar="S",
+    show_default="no limit, and an offline resource fails at once",
     help="Wait at most S seconds for the resource's upload, meanwhile waiting for a resource "
-         "that is offline or restarting (default: no limit, and offline fails at once).",
+         "that is offline or restarting.",
 )
 
 
@@ -59,9 +61,8 @@ _TIMEOUT = click.option(
               help="Also copy the file here; an existing directory receives it under the "
                    "URI's label, else its sha1 (with several URIs, a directory is required).")
 @_TIMEOUT
-@click.option("--progress/--no-progress", default=None,
-              help="Show progress on stderr: bars on a terminal, else a line every few seconds "
-                   "(default: bars only on a terminal).")
+@option("--progress/--no-progress", default=None, show_default="bars only on a terminal",
+        help="Show progress on stderr: bars on a terminal, else a line every few seconds.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1, max=64), default=DEFAULT_JOBS, metavar="N",
               show_default=True, help="Fetch up to this many files at once.")
 def load_command(uris: tuple[str, ...], from_file: TextIO | None, dest: str | None,

@@ -1,7 +1,7 @@
 """With KACHERY_API_KEY, findFile goes to the kachery 2.x API (/api/findFile, Bearer key).
 
-Against the fake gateway here; the end-to-end test against our real gateway needs its
-kachery 2.x API (tests/interop, once that API is merged).
+Against the fake gateway here; the end-to-end test against our real gateway (private
+zone, real user keys, on demand) is tests/gateway/test_on_demand_e2e.py.
 """
 
 from __future__ import annotations
@@ -43,8 +43,13 @@ def test_a_wrong_key_says_what_to_check(fake: tuple[str, FakeState], settings: C
 def test_settings_read_the_key_and_kachery_base_url(kc_dir: Path) -> None:
     env = {"KACHERY_CLOUD_DIR": str(kc_dir), "KACHERY_BASE_URL": "http://zone.example/"}
     assert ClientSettings.from_env(env).api_key is None
-    assert ClientSettings.from_env(env).gateway_url != "http://zone.example"  # no key: not used
+    assert ClientSettings.from_env(env).gateway_url == "http://zone.example"  # kachery 2.x's name
     keyed = ClientSettings.from_env({**env, "KACHERY_API_KEY": "k"})
     assert (keyed.api_key, keyed.gateway_url) == ("k", "http://zone.example")
     both = ClientSettings.from_env({**env, "KACHERY_API_KEY": "k", "KACHERY_GATEWAY_URL": "http://g"})
     assert both.gateway_url == "http://g"
+
+
+def test_a_key_is_never_sent_to_the_default_gateway(kc_dir: Path) -> None:
+    alone = ClientSettings.from_env({"KACHERY_CLOUD_DIR": str(kc_dir), "KACHERY_API_KEY": "k"})
+    assert alone.api_key is None  # the key belongs to a gateway the user did not name here

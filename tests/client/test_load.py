@@ -20,7 +20,7 @@ from kachery_resource import (
     UploadFailedError,
 )
 from kachery_resource.client import ClientSettings, NullProgress, load_file, request_file
-from kachery_resource.client.settings import DEFAULT_GATEWAY_URL
+from kachery_resource.config import DEFAULT_GATEWAY_URL
 from kachery_resource.messages import UploadStatus
 from kachery_resource.store import LocalStore
 from tests.servers import free_port

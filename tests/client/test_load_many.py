@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from kachery_resource.client import ClientSettings
+from kachery_resource.client.download import partial_path
 from kachery_resource.store import LocalStore
 
+from ..servers import BIN, wait_until
 from .fakes import FakeState, Upload, sha1
 from .test_cli import run
 
@@ -70,6 +76,10 @@ def test_several_uris_need_a_directory_dest(
     assert run(monkeypatch, settings, "load", *uris, "--dest", str(tmp_path)) == 0
     assert capsys.readouterr().out.split() == [str(tmp_path / "x.txt"), str(tmp_path / "y.txt")]
     assert (tmp_path / "y.txt").read_bytes() == b"y"
+    clash = [f"sha1://{sha1(b'x')}?label=same.txt", f"sha1://{sha1(b'y')}?label=same.txt"]
+    assert run(monkeypatch, settings, "load", *clash, "--dest", str(tmp_path)) == 1
+    assert "two different files would be written to" in capsys.readouterr().err
+    assert not (tmp_path / "same.txt").exists()
 
 
 def test_no_uri_at_all_is_a_usage_error(
@@ -77,3 +87,44 @@ def test_no_uri_at_all_is_a_usage_error(
 ) -> None:
     assert run(monkeypatch, settings, "load") == 2
     assert "give at least one URI, or --from FILE" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_at_once_and_keeps_partial_files_to_resume(
+    fake: tuple[str, FakeState], settings: ClientSettings, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Ctrl-C during `load A B` does not wait for the running downloads (here stalled for a
+    minute): exit 130 at once, and the next run resumes each from its partial file."""
+    state = fake[1]
+    files = [bytes([i]) * 300_000 for i in (1, 2)]
+    for data in files:
+        state.bucket[sha1(data)] = data
+        state.stall[sha1(data)] = (200_000, 60.0)
+    assert settings.keys is not None
+    env = {**os.environ, "KACHERY_CLOUD_DIR": str(settings.store_dir),
+           "KACHERY_GATEWAY_URL": settings.gateway_url, "KACHERY_ZONE": settings.zone,
+           "KACHERY_RESOURCE_URL": str(settings.resource_url),
+           "KACHERY_CLOUD_CLIENT_ID": settings.keys.client_id,
+           "KACHERY_CLOUD_PRIVATE_KEY": settings.keys.private_key_hex}
+    store = LocalStore(settings.store_dir)
+    partials = [partial_path(store, sha1(data)) for data in files]
+    proc = subprocess.Popen([str(BIN / "kachery-resource"), "load", "--no-progress",
+                             *(f"sha1://{sha1(data)}" for data in files)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: all(p.exists() and p.stat().st_size > 0 for p in partials), timeout=30)
+        proc.send_signal(signal.SIGINT)
+        t0 = time.monotonic()
+        code = proc.wait(timeout=30)
+        assert time.monotonic() - t0 < 10  # the stall lasts 60 s
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert code == 130
+    kept = [p.stat().st_size for p in partials]
+    assert all(0 < size < 300_000 for size in kept), kept
+    state.stall.clear()
+    state.ranges.clear()
+    assert run(monkeypatch, settings, "load", *(f"sha1://{sha1(data)}" for data in files)) == 0
+    assert [Path(p).read_bytes() for p in capsys.readouterr().out.split()] == files
+    assert sorted(state.ranges, key=str) == sorted((f"bytes={size}-" for size in kept), key=str)

@@ -298,3 +298,27 @@ async def test_an_unreachable_proxy_is_one_readable_line(caplog: pytest.LogCaptu
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert f"proxy {config.proxyUrl}: cannot connect: connection refused" in caplog.text
+
+
+async def test_a_refusal_after_being_accepted_is_retried_not_fatal(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A proxy restarted without the daemon's secret must not end it for good."""
+    import kachery_resource.daemon.connection as connection
+
+    monkeypatch.setattr(connection, "REFUSED_RETRY_SEC", 0.05)
+    server = await refusing_proxy(4001)
+    config = ResourceConfig(resourceName="res1", proxyUrl=str(server.make_url("")).rstrip("/"),
+                            proxySecret="sec")
+    async with aiohttp.ClientSession() as session:
+        conn = ProxyConnection(config, JobManager(resolve, NoUploads(), 2), session)
+        conn.accepted_once = True  # as after a first acknowledge
+        task = asyncio.create_task(conn.run_forever())
+        for _ in range(2000):
+            if sum("accepted before" in r.getMessage() for r in caplog.records) >= 2:
+                break
+            await asyncio.sleep(0.01)
+        assert not task.done()  # still trying, slowly
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    await server.close()
+    assert sum("accepted before" in r.getMessage() for r in caplog.records) >= 2

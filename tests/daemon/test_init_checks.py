@@ -76,3 +76,20 @@ def test_init_reports_an_unreachable_proxy_and_an_unwritable_store(
     assert result.exit_code == 1 and not cfg.exists()
     assert "FAIL proxy: cannot reach http://127.0.0.1:9: connection refused" in result.output
     assert "ok   gateway:" in result.output  # every check is made, not only up to the first
+
+
+def test_a_check_never_takes_the_name_of_a_resource_online_elsewhere(
+        tmp_path: Path, env: dict[str, str]) -> None:
+    from ..proxy.v1daemon import V1Daemon
+
+    with live_proxy("right") as proxy, live_gateway(tmp_path / "zone") as gateway:
+        daemon = V1Daemon(proxy.url, "res1", "right")
+        assert proxy.run(daemon.connect())
+        try:
+            checked = init(tmp_path / "kachery-resource.yaml", proxy.url, "right",
+                           {**env, "KACHERY_GATEWAY_URL": gateway.url})
+            assert "ok   proxy secret: not tried: 'res1' is online at the proxy" in checked.output
+            assert daemon.close_code is None and daemon.ws is not None and not daemon.ws.closed
+            assert daemon.received  # the probe reached the daemon: a hash nobody has
+        finally:
+            proxy.run(daemon.close())

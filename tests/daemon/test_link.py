@@ -151,3 +151,19 @@ def test_link_reports_bytes_hashed_as_they_are(tmp_path: Path, kc_dir: Path) -> 
     assert totals == [(1, big.stat().st_size)]
     assert len(seen) >= 3 and sum(seen) == big.stat().st_size  # block by block, not at the end
     assert report.summary().startswith("linked 1 file, 3.0 MiB (1 hashed: 3.0 MiB")
+
+
+def test_link_writes_kachery_uris_that_load_takes(tmp_path: Path, kc_dir: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from kachery_resource.uri import parse_uri
+
+    single = tmp_path / "rec.bin"
+    single.write_bytes(b"kachery form")
+    monkeypatch.chdir(tmp_path)  # no kachery-resource.yaml here: the zone is KACHERY_ZONE's
+    result = CliRunner().invoke(cli, ["link", str(single), "--uris", "kachery"],
+                                env={"KACHERY_CLOUD_DIR": str(kc_dir), "KACHERY_ZONE": "lab.z"})
+    assert result.exit_code == 0, result.output
+    uri = result.stdout.splitlines()[0].split("\t")[1]
+    assert uri == f"kachery:lab.z:sha1:{hashlib.sha1(b'kachery form').hexdigest()}"
+    parsed = parse_uri(uri)
+    assert (parsed.zone, parsed.sha1) == ("lab.z", hashlib.sha1(b"kachery form").hexdigest())

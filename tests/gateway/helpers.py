@@ -1,13 +1,16 @@
-"""Small helpers for in-process gateway tests."""
+"""Small helpers for gateway tests (in-process apps, and storing through a real gateway)."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
+import requests
 from aiohttp.test_utils import TestClient
 
+from kachery_resource.gateway.api_v2 import has_work
 from kachery_resource.gateway.app import ZONES_KEY
 from kachery_resource.gateway.registry import ClientRecord, now_ms
 from kachery_resource.identity import ClientKeys
@@ -65,3 +68,19 @@ def objects(s3_server: S3Server, prefix: str) -> list[str]:
     listed = s3_server.client().list_objects_v2(Bucket=s3_server.bucket, Prefix=prefix + "/")
     return sorted(o["Key"][len(prefix) + 1:] for o in listed.get("Contents", [])
                   if "/clients/" not in o["Key"])
+
+
+def store_v2(gateway: str, key: str, data: bytes, zone: str) -> str:
+    """Store ``data`` in ``zone`` through the kachery 2.x API of the gateway process at
+    ``gateway`` (work token, PUT, finalize); returns its sha1."""
+    sha1 = hashlib.sha1(data).hexdigest()
+    token = next(t for t in (os.urandom(8).hex() for _ in range(1 << 20)) if has_work(t, sha1))
+    auth = {"Authorization": f"Bearer {key}"}
+    common = {"hashAlg": "sha1", "hash": sha1, "zoneName": zone, "size": len(data)}
+    init = requests.post(f"{gateway}/api/initiateFileUpload", headers=auth, timeout=30, json={
+        "type": "initiateFileUploadRequest", "workToken": token, **common}).json()
+    assert requests.put(init["signedUploadUrl"], data=data, timeout=30).status_code == 200
+    done = requests.post(f"{gateway}/api/finalizeFileUpload", headers=auth, timeout=30, json={
+        "type": "finalizeFileUploadRequest", "objectKey": init["objectKey"], **common})
+    assert done.json()["success"] is True
+    return sha1

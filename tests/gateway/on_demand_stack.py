@@ -24,6 +24,7 @@ from kachery_resource.identity import ClientKeys, signed_envelope
 from kachery_resource.store import LocalStore
 
 from ..servers import BIN, S3Server, ServerProcess, start_cli, wait_until
+from .conftest import run_cli
 
 TTL_SEC = 3
 
@@ -57,15 +58,17 @@ class OnDemandStack:
                  else self.gateway.output)
         return [json.loads(x) for x in lines if x.startswith("{")]
 
-    def start_daemon(self, name: str) -> Daemon:
+    def start_daemon(self, name: str, zone: str = "default") -> Daemon:
+        """``kachery-resource share`` for ``zone`` (its keys need upload rights there)."""
         rdir = self.workdir / f"daemon-{name}"
         rdir.mkdir(exist_ok=True)
         (rdir / "kachery-resource.yaml").write_text(
             f"resourceName: {name}\nmaxConcurrentUploads: 2\nproxyUrl: {self.proxy.url}\n"
-            f"proxySecret: {self.proxy_secret}\ngatewayUrl: {self.gateway.url}\n")
+            f"proxySecret: {self.proxy_secret}\ngatewayUrl: {self.gateway.url}\nkacheryZone: {zone}\n")
         store = rdir / "kc"
         env = {"KACHERY_CLOUD_DIR": str(store), "KACHERY_CLOUD_CLIENT_ID": self.keys.client_id,
-               "KACHERY_CLOUD_PRIVATE_KEY": self.keys.private_key_hex}
+               "KACHERY_CLOUD_PRIVATE_KEY": self.keys.private_key_hex, "KACHERY_ZONE": zone,
+               "KACHERY_DIR": str(rdir / "kachery")}  # not the user's ~/.kachery
         process = start_cli(["share"], env=env, cwd=rdir, ready=r"KACHERY_RESOURCE_URL=(\S+)",
                             timeout=60)
         daemon = Daemon(name, process, LocalStore(store))
@@ -105,6 +108,12 @@ class OnDemandStack:
         assert done.returncode == 0, done.stdout + done.stderr
         return done.stdout
 
+    def add_user(self, name: str, *flags: str) -> str:
+        """``gateway users add NAME FLAGS`` (the CLI, in-process); returns the printed API key."""
+        done = run_cli("users", "add", name, *flags, *self.storage_args, env=self.env)
+        assert done.exit_code == 0, done.output
+        return done.stdout.strip().splitlines()[-1]
+
     def stop(self) -> None:
         for daemon in self.daemons.values():
             daemon.process.stop()
@@ -114,13 +123,15 @@ class OnDemandStack:
 
 def start_stack(workdir: Path, s3: S3Server | None, names: tuple[str, ...] = ("lab-a", "lab-b"),
                 access_log: Path | None = None) -> OnDemandStack:
-    """A gateway (local directory, or ``s3``) whose zone ``default`` has daemons ``names``;
-    its access log goes to ``access_log`` (default: its stderr)."""
+    """A gateway (local directory, or ``s3``) whose zone ``default`` has daemons ``names``
+    (and a zone ``private`` without public download); its access log goes to
+    ``access_log`` (default: its stderr)."""
     env = {} if s3 is None else {**s3.env(), "AWS_ENDPOINT_URL": s3.endpoint}
     storage = str(workdir / "bucket") if s3 is None else f"s3://{s3.bucket}/{workdir.name}"
     config = workdir / "zones.yaml"
     config.write_text(f"storage: {storage}\nannouncementTtlSec: {TTL_SEC}\nresourcesCacheSec: 0.2\n"
-                      "negativeCacheSec: 2\nzones:\n  default:\n    onDemandWaitSec: 20\n")
+                      "negativeCacheSec: 2\nzones:\n  default:\n    onDemandWaitSec: 20\n"
+                      "  private:\n    prefix: private\n    allowPublicDownload: false\n")
     storage_args = ["--config", str(config)]
     keys = ClientKeys.generate()
     secret = secrets.token_urlsafe(12)

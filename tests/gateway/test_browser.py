@@ -8,25 +8,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import requests
-from aiohttp import web
 
-from kachery_resource.gateway.api_v2 import has_work
-
-from ..servers import BackgroundApp, cli_server
+from ..servers import cli_server
+from .browser import run_page
 from .conftest import run_cli
-
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-dev-shm-usage"]
+from .helpers import store_v2
 
 PAGE = """<!doctype html><html><body><script>
 const GW = %(gateway)s, KEY = %(key)s, STORED = %(stored)s, ZONE = "private";
@@ -80,12 +70,6 @@ main().catch((e) => ({error: String(e)})).then((out) =>
 """
 
 
-def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert found, "Chromium is missing: apt-get install chromium (.ci/run does)"
-    return found
-
-
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     config = tmp_path / "zones.yaml"
@@ -95,52 +79,16 @@ def gateway(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         yield server.url, config
 
 
-def store(gateway: str, key: str, data: bytes) -> str:
-    """Store ``data`` in zone private through the v2 API from Python; returns its sha1."""
-    sha1 = hashlib.sha1(data).hexdigest()
-    token = next(t for t in (os.urandom(8).hex() for _ in range(1 << 20)) if has_work(t, sha1))
-    auth = {"Authorization": f"Bearer {key}"}
-    common = {"hashAlg": "sha1", "hash": sha1, "zoneName": "private", "size": len(data)}
-    init = requests.post(f"{gateway}/api/initiateFileUpload", headers=auth, timeout=30, json={
-        "type": "initiateFileUploadRequest", "workToken": token, **common}).json()
-    assert requests.put(init["signedUploadUrl"], data=data, timeout=30).status_code == 200
-    done = requests.post(f"{gateway}/api/finalizeFileUpload", headers=auth, timeout=30, json={
-        "type": "finalizeFileUploadRequest", "objectKey": init["objectKey"], **common})
-    assert done.json()["success"] is True
-    return sha1
-
-
 def test_page_from_another_origin(gateway: tuple[str, Path], tmp_path: Path) -> None:
     url, config = gateway
     done = run_cli("users", "add", "viewer", "--config", str(config), "--zone", "private", "--upload")
     assert done.exit_code == 0, done.output
     key = done.stdout.strip().splitlines()[-1]
     data = os.urandom(150_000)
-    stored = store(url, key, data)
-    results: list[Any] = []
-    arrived = threading.Event()
+    stored = store_v2(url, key, data, "private")
     page = PAGE % {"gateway": json.dumps(url), "key": json.dumps(key), "stored": json.dumps(stored)}
-
-    async def handler(request: web.Request) -> web.Response:
-        if request.method == "POST" and request.path == "/result":
-            results.append(json.loads(await request.read()))
-            arrived.set()
-            return web.Response(text="ok")
-        return web.Response(text=page, content_type="text/html")
-
-    server = BackgroundApp(handler)
-    page_url = server.start()
-    assert page_url.rsplit(":", 1)[1] != url.rsplit(":", 1)[1]  # another origin
-    browser = subprocess.Popen([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
-                                page_url], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        assert arrived.wait(90), "the page posted no result within 90 s"
-    finally:
-        browser.kill()
-        _, stderr = browser.communicate(timeout=30)
-        server.stop()
-    out = results[0]
-    assert "error" not in out, (out, stderr.decode(errors="replace")[-2000:])
+    out, _ = run_page(page, tmp_path / "profile", url)
+    page_url = out["pageUrl"]
     assert out["secure"] is True and out["origin"] == page_url
     assert out["anonymous"]["status"] == 401 and "KACHERY_API_KEY" in out["anonymous"]["body"]["error"]
     expected = {"found": True, "size": len(data), "sha1": stored, "rangeStatus": 206,

@@ -73,6 +73,9 @@ async def test_configured_origins(tmp_path: Path, aiohttp_client: Any) -> None:
     resp = await client.post("/api/findFile", json=find("a" * 40),
                              headers={"Origin": "https://elsewhere.example"})
     assert resp.status == 200 and "Access-Control-Allow-Origin" not in resp.headers
+    assert "Origin" in resp.headers["Vary"]  # a shared cache must not serve it to PAGE
+    resp = await client.post("/api/findFile", json=find("a" * 40))
+    assert "Origin" in resp.headers["Vary"]
 
 
 def test_bad_origin_setting(tmp_path: Path) -> None:

@@ -194,3 +194,34 @@ async def test_an_unreachable_resource_is_skipped_for_a_while(
     metrics = await (await client.get("/metrics")).text()
     assert 'kachery_gateway_on_demand_resource_requests_total{answer="unavailable"} 1.0' in metrics
     assert len(resource.asked) == 4
+
+
+async def test_find_with_on_demand_false_never_asks(tmp_path: Path, aiohttp_client: AiohttpClient,
+                                                    aiohttp_server: AiohttpServer) -> None:
+    """A daemon checking the bucket before its own upload says ``onDemand: false``: else a
+    zones-file resource (no client id to match) would be asked to wait on itself."""
+    data = secrets.token_bytes(100)
+    sha1 = hashlib.sha1(data).hexdigest()
+    resource = FakeResource({sha1: data})
+    client = await start(tmp_path, aiohttp_client, aiohttp_server, resource)
+    status, body = await call(client, ClientKeys.generate(), {**find(sha1), "onDemand": False})
+    assert status == 200 and body["found"] is False and resource.asked == []
+    status, body = await call(client, ClientKeys.generate(), find(sha1))
+    assert status == 200 and body["found"] is True and resource.asked == [sha1]
+
+
+async def test_announcements_belong_to_their_client(tmp_path: Path, aiohttp_client: AiohttpClient
+                                                    ) -> None:
+    settings = load_settings(storage=str(tmp_path / "storage"))
+    client = await aiohttp_client(build_app(settings))
+    owner, other = ClientKeys.generate(), ClientKeys.generate()
+    for keys in (owner, other):
+        await register(client, keys)
+    url = "http://proxy.example/r/lab"
+    announce = {"type": "announceResource", "resourceUrl": url}
+    status, _ = await call(client, owner, announce)
+    assert status == 200
+    status, body = await call(client, other, announce)
+    assert status == 409 and body["error"] == "resource_announced_by_another_client", body
+    status, _ = await call(client, owner, announce)  # the owner renews
+    assert status == 200

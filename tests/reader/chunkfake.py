@@ -122,16 +122,19 @@ class ChunkFake:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def _send(self, status: int, body: bytes) -> None:
+            def _send(self, status: int, body: bytes, first: int = 0) -> None:
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(body)))
                 if status == 206:
-                    self.send_header("Content-Range", f"bytes 0-0/{len(fake.data)}")
+                    self.send_header("Content-Range", f"bytes {first}-{first + len(body) - 1}"
+                                                      f"/{len(fake.data)}")
                 self.end_headers()
                 self.wfile.write(body)
 
             def do_GET(self) -> None:
-                self._send(*fake.get(self.path, self.headers.get("Range")))
+                status, body = fake.get(self.path, self.headers.get("Range"))
+                first = int(self.headers["Range"].split("=")[1].split("-")[0]) if status == 206 else 0
+                self._send(status, body, first)
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))

@@ -1,4 +1,4 @@
-"""Small helpers shared by the client's HTTP calls: error text from any server body."""
+"""Small helpers shared by the client's HTTP calls: error text (and code) from any server body."""
 
 from __future__ import annotations
 
@@ -22,3 +22,16 @@ def error_text(resp: requests.Response, limit: int = 500) -> str:
             if isinstance(value, str) and value:
                 return value[:limit]
     return text.strip()[:limit]
+
+
+def error_code(resp: requests.Response) -> str | None:
+    """The machine-readable code of our gateway's error body (``{"error": code,
+    "message": …}``), else None."""
+    try:
+        body = json.loads(resp.text)
+    except ValueError:
+        return None
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        code = body.get("error")
+        return code if isinstance(code, str) else None
+    return None

@@ -14,14 +14,19 @@ import requests
 
 from ..errors import GatewayError, connection_problem
 from ..identity import ClientKeys, signed_envelope
-from ._http import error_text
+from ._http import error_code, error_text
 
-NO_KEYS_HINT = (
-    "this client has no kachery-cloud keys, so it signed with a throw-away key, which the "
-    "zone only accepts if it allows public download. Create keys with `kachery-resource init` "
-    "or `kachery-cloud-init` (or set KACHERY_CLOUD_CLIENT_ID and KACHERY_CLOUD_PRIVATE_KEY), "
-    "then ask the zone admin to run `kachery-resource gateway clients add <CLIENT_ID> --download`"
-)
+
+def no_keys_hint(zone: str) -> str:
+    """What a client without keys can do when a zone refuses its throw-away key."""
+    return (
+        "this client has no kachery-cloud keys, so it signed with a throw-away key, which the "
+        "zone only accepts if it allows public download. Create keys with `kachery-resource init` "
+        "or `kachery-cloud-init` (or set KACHERY_CLOUD_CLIENT_ID and KACHERY_CLOUD_PRIVATE_KEY), "
+        "then ask the zone admin to run `kachery-resource gateway clients add <CLIENT_ID> "
+        f"--zone {zone} --download`; or set KACHERY_API_KEY to a kachery 2.x API key from the "
+        f"zone admin (`kachery-resource gateway users add NAME --zone {zone}`)"
+    )
 
 
 @dataclass(frozen=True)
@@ -82,17 +87,26 @@ class GatewayClient:
         body = self._call({"type": "getClientInfo", "clientId": client_id, "zone": self.zone})
         return body.get("found") is True
 
-    def _hint(self, status: int) -> str:
-        """What to do about a refusal, for the API in use."""
+    def _refusal(self, resp: requests.Response, what: str) -> GatewayError:
+        """The error for a non-200 answer: the gateway's reason and what to do about it."""
+        status, reason = resp.status_code, error_text(resp)
+        if self._ephemeral and not self._api_key and error_code(resp) == "client_not_registered":
+            # the gateway names the throw-away client id, which registering would not help
+            reason = f"zone {self.zone!r} does not allow download without registered keys"
+        message = f"the gateway at {self.url} refused {what} (HTTP {status}): {reason}"
+        return GatewayError(message + self._hint(status, reason), status=status)
+
+    def _hint(self, status: int, reason: str) -> str:
+        """What to do about a refusal, for the API in use (unless the reason says it)."""
         if self._api_key:
             if status == 404 and self.url.endswith("/api/findFile"):
                 return ("; if this gateway does not serve the kachery 2.x API, unset "
                         "KACHERY_API_KEY to use the kachery-cloud API")
-            if status in (401, 403):
+            if status in (401, 403) and "KACHERY_API_KEY" not in reason:
                 return "; check KACHERY_API_KEY, or ask the zone operator for a key with download rights"
             return ""
         if self._ephemeral and status in (401, 403, 500):
-            return f"; {NO_KEYS_HINT}"
+            return f"; {no_keys_hint(self.zone)}"
         return ""
 
     def _call(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -109,9 +123,7 @@ class GatewayClient:
                 "KACHERY_GATEWAY_URL"
             ) from exc
         if resp.status_code != 200:
-            message = f"the gateway at {self.url} refused {payload['type']} (HTTP {resp.status_code}): {error_text(resp)}"
-            message += self._hint(resp.status_code)
-            raise GatewayError(message, status=resp.status_code)
+            raise self._refusal(resp, str(payload["type"]))
         try:
             body = resp.json()
         except ValueError as exc:

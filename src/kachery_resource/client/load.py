@@ -10,7 +10,8 @@ import dataclasses
 import logging
 import os
 import shutil
-from contextlib import closing
+import threading
+from contextlib import closing, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -220,9 +221,14 @@ def _deliver(path: Path, dest: Path | None) -> str:
     if dest is None:
         return str(path)
     if dest.resolve() != path.resolve():
+        # whole or not at all: a copy beside dest, renamed over it
+        partial = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.partial")
         try:
-            shutil.copyfile(path, dest)
+            shutil.copyfile(path, partial)
+            os.replace(partial, dest)
         except OSError as exc:
+            with suppress(OSError):
+                partial.unlink()
             raise StoreError(f"cannot copy the file to {dest}: {exc.strerror or exc}") from exc
     return str(dest)
 

@@ -20,10 +20,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import DEFAULT_GATEWAY_URL
 from ..identity import ClientKeys, load_client_keys
 from ..store import default_store_dir
 
-DEFAULT_GATEWAY_URL = "https://kachery-gateway.figurl.org"
 DEFAULT_ZONE = "default"
 
 
@@ -53,8 +53,10 @@ class ClientSettings:
         env = dict(os.environ) if env is None else env
         root = Path(store_dir) if store_dir is not None else default_store_dir(env)
         api_key = env.get("KACHERY_API_KEY") or None
-        gateway = (gateway_url or env.get("KACHERY_GATEWAY_URL")
-                   or (env.get("KACHERY_BASE_URL") if api_key else None) or DEFAULT_GATEWAY_URL)
+        chosen = gateway_url or env.get("KACHERY_GATEWAY_URL") or env.get("KACHERY_BASE_URL")
+        if chosen is None:  # a key is for the gateway the user chose: never send it elsewhere
+            api_key = None
+        gateway = chosen or DEFAULT_GATEWAY_URL
         return cls(
             store_dir=root,
             gateway_url=gateway.rstrip("/"),

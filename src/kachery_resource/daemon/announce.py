@@ -16,7 +16,7 @@ import contextlib
 import logging
 
 from ..errors import GatewayError
-from .uploads.gateway import DaemonGateway
+from .uploads.gateway import DaemonGateway, GatewayRefused
 from .uploads.retry import TransientError
 
 log = logging.getLogger("kachery_resource.daemon")
@@ -83,10 +83,19 @@ class Announcer:
             except TransientError as exc:
                 log.warning("announcing to the gateway failed (%s); retrying in %g s", exc, RETRY_SEC)
                 renew = RETRY_SEC
-            except GatewayError as exc:
-                log.error("the gateway refused to list this resource, so its findFile will not "
-                          "ask it for files (clients can still use KACHERY_RESOURCE_URL): %s", exc)
-                return
+            except GatewayRefused as exc:
+                if not is_final(exc):
+                    log.warning("the gateway did not list this resource this time (%s); retrying "
+                                "in %g s", exc, RETRY_SEC)
+                    renew = RETRY_SEC
+                else:
+                    log.error("the gateway refused to list this resource, so its findFile will "
+                              "not ask it for files (clients can still use KACHERY_RESOURCE_URL): "
+                              "%s", exc)
+                    return
+            except GatewayError as exc:  # e.g. an answer that is not JSON: try again later
+                log.warning("announcing to the gateway failed (%s); retrying in %g s", exc, RETRY_SEC)
+                renew = RETRY_SEC
             await asyncio.sleep(renew)
 
     async def announce(self) -> float:
@@ -101,3 +110,11 @@ class Announcer:
         if not isinstance(renew, int | float) or isinstance(renew, bool):
             renew = 30.0
         return float(min(max(renew, MIN_RENEW_SEC), MAX_RENEW_SEC))
+
+
+def is_final(refusal: GatewayRefused) -> bool:
+    """Whether retrying cannot cure ``refusal``: a 4xx (not registered, no upload right,
+    unknown zone, a URL it does not take), except a conflict with another daemon's live
+    announcement (409) or a full zone (429), which can clear."""
+    status = refusal.status or 0
+    return 400 <= status < 500 and status not in (408, 409, 429)

@@ -90,6 +90,10 @@ async def check_proxy(config: ResourceConfig, session: aiohttp.ClientSession,
     if share_connected:
         checks.append(Check("proxy secret", True, "accepted (share is connected now)"))
         return checks
+    if await _resource_online(config, session):  # a check must never take the name over
+        checks.append(Check("proxy secret", True, f"not tried: {config.resourceName!r} is "
+                            "online at the proxy now (a check would take its name over)"))
+        return checks
     try:
         code = await _initialize(config, session)
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -102,6 +106,21 @@ async def check_proxy(config: ResourceConfig, session: aiohttp.ClientSession,
         checks.append(Check("proxy secret", False, f"the proxy refused the daemon (code {code})",
                             REFUSAL_HINTS.get(code, REFUSAL_HINTS[0])))
     return checks
+
+
+async def _resource_online(config: ResourceConfig, session: aiohttp.ClientSession) -> bool:
+    """Whether a daemon serves the resource at the proxy now: a client's request for a hash
+    nobody has is answered (200) only through a connected daemon (404 when none is)."""
+    body = {"type": "requestFromClient", "resourceName": config.resourceName, "zone": config.zone,
+            "request": {"type": "fileUpload", "uri": "sha1://" + "0" * 40, "timeoutMsec": 1000},
+            "timeoutMsec": 5000}
+    url = f"{config.proxyUrl}/r/{config.resourceName}"
+    try:
+        async with session.post(url, json=body, timeout=aiohttp.ClientTimeout(total=10),
+                                proxy=proxy_for(url)) as resp:
+            return resp.status == 200
+    except (aiohttp.ClientError, TimeoutError, OSError):
+        return False
 
 
 async def _initialize(config: ResourceConfig, session: aiohttp.ClientSession) -> int | None:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
-from ..config import CONFIG_FILE_NAME, load_config
-from ..options import Group
+from ..config import CONFIG_FILE_NAME, DEFAULT_MAX_CONCURRENT_UPLOADS, DEFAULT_ZONE, load_config
+from ..options import Group, option
 from ..store import LocalStore
 from .logs import setup_logging
 from .service import Unit
@@ -32,19 +32,28 @@ def store_here(config_path: Path = Path(CONFIG_FILE_NAME)) -> LocalStore:
     return LocalStore.from_env()
 
 
+def zone_here(config_path: Path = Path(CONFIG_FILE_NAME)) -> str:
+    """The zone of the resource here: the config's, else ``KACHERY_ZONE``, else default."""
+    if config_path.is_file():
+        return load_config(config_path).zone
+    return os.environ.get("KACHERY_ZONE") or DEFAULT_ZONE
+
+
 @click.command("init")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
               default=CONFIG_FILE_NAME, show_default=True, help="Config file to write.")
 @click.option("--name", help="Resource name (letters, digits, _ - .).")
-@click.option("--zone", help="Kachery zone ('.' for default).")
-@click.option("--max-concurrent-uploads", "max_uploads", metavar="INTEGER",
-              help="Uploads at once (default 2).")
+@option("--zone", show_default="the existing file's, else '.'",
+        help="Kachery zone ('.' = the zone named 'default').")
+@option("--max-concurrent-uploads", "max_uploads", metavar="INTEGER",
+        show_default=f"the existing file's, else {DEFAULT_MAX_CONCURRENT_UPLOADS}",
+        help="Uploads at once.")
 @click.option("--proxy-url", help="URL of the kachery-resource proxy.")
 @click.option("--proxy-secret", help="Proxy secret (prompted hidden if omitted).")
-@click.option("--gateway-url", help="Zone gateway URL ('.' removes it). Default: "
-              "$KACHERY_GATEWAY_URL if set (recorded), else the existing file's.")
-@click.option("--kachery-cloud-dir", help="The store ('.' removes it). Default: "
-              "$KACHERY_CLOUD_DIR if set (recorded), else the existing file's.")
+@option("--gateway-url", show_default="$KACHERY_GATEWAY_URL if set (recorded), else the "
+        "existing file's", help="Zone gateway URL ('.' removes it).")
+@option("--kachery-cloud-dir", show_default="$KACHERY_CLOUD_DIR if set (recorded), else the "
+        "existing file's", help="The store ('.' removes it).")
 @click.option("-y", "--defaults", "use_defaults", is_flag=True,
               help="Take unspecified values from the existing file/defaults without prompting.")
 @click.option("--check/--no-check", default=True, show_default=True,
@@ -79,17 +88,26 @@ def share_command(config_path: Path, verbose: bool) -> None:
 @click.command("link")
 @click.argument("paths", nargs=-1, required=True,
                 type=click.Path(exists=True, path_type=Path))
-@click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the manifest here instead of stdout (its directory is checked before "
-                   "hashing starts; the file appears whole at the end).")
+@option("--manifest", type=click.Path(dir_okay=False, path_type=Path), show_default="stdout",
+        help="Write the manifest to this file (its directory is checked before hashing starts; "
+             "the file appears whole at the end).")
 @click.option("--format", "fmt", type=click.Choice(["tsv", "jsonl"]), default="tsv",
               show_default=True, help="Manifest format.")
-@click.option("-j", "--jobs", "workers", type=click.IntRange(1, 256),
-              help="Files hashed in parallel.")
+@option("-j", "--jobs", "workers", type=click.IntRange(1, 256),
+        show_default="twice the CPUs, at most 8", help="Files hashed in parallel.")
+@click.option("--uris", "uri_form", type=click.Choice(["sha1", "kachery"]), default="sha1",
+              show_default=True,
+              help="URI form in the manifest: sha1://HASH (kachery-cloud), or "
+                   "kachery:ZONE:sha1:HASH (kachery 2.x; the zone of kachery-resource.yaml here, "
+                   "else $KACHERY_ZONE, else 'default').")
 def link_command(paths: tuple[Path, ...], manifest: Path | None, fmt: str,
-                 workers: int | None) -> None:
+                 workers: int | None, uri_form: str) -> None:
     """Link files or whole trees into the local store (kachery-cloud records) and print a manifest."""
+    from ..uri import kachery_uri, sha1_uri
     from .link import link_with_progress, write_manifest
+
+    zone = zone_here()
+    to_uri = sha1_uri if uri_form == "sha1" else lambda sha1: kachery_uri(sha1, zone)
 
     if manifest is not None and not os.access(manifest.parent, os.W_OK):
         problem = "does not exist" if not manifest.parent.is_dir() else "is not writable"
@@ -97,11 +115,11 @@ def link_command(paths: tuple[Path, ...], manifest: Path | None, fmt: str,
                                  param_hint="'--manifest'")
     report = link_with_progress(list(paths), store_here(), workers)
     if manifest is None:
-        write_manifest(report.files, sys.stdout, fmt)
+        write_manifest(report.files, sys.stdout, fmt, to_uri)
     else:
         partial = manifest.with_name(f".{manifest.name}.partial")
         with open(partial, "w", encoding="utf-8") as out:
-            write_manifest(report.files, out, fmt)
+            write_manifest(report.files, out, fmt, to_uri)
         os.replace(partial, manifest)
     for path, message in report.errors:
         click.echo(f"error: {path}: {message}", err=True)
@@ -169,9 +187,9 @@ def _service_options(f: Callable[..., None]) -> Callable[..., None]:
                      default="darwin" if sys.platform == "darwin" else "linux", show_default=True,
                      help="Which service manager to write for (systemd on linux, launchd on "
                           "darwin).")(f)
-    f = click.option("--unit-dir", type=click.Path(file_okay=False, path_type=Path),
-                     help="Write the unit here and leave the service manager alone "
-                          "(default: ~/.config/systemd/user or ~/Library/LaunchAgents).")(f)
+    f = option("--unit-dir", type=click.Path(file_okay=False, path_type=Path),
+               show_default="~/.config/systemd/user or ~/Library/LaunchAgents",
+               help="Write the unit here and leave the service manager alone.")(f)
     return CONFIG_OPTION(f)
 
 

@@ -54,6 +54,7 @@ HEARTBEAT_SEC = 20.0
 ACK_TIMEOUT_SEC = 15.0
 PROBE_INTERVAL_SEC = 0.5  # while a refused proxy is away: how often to check its port
 NAME_TAKEN_GRACE_SEC = 75.0  # > the proxy's heartbeat timeout (45 s by default)
+REFUSED_RETRY_SEC = 60.0  # a refusal after this daemon was once accepted: retried this slowly
 
 
 def websocket_url(proxy_url: str) -> str:
@@ -105,6 +106,8 @@ class ProxyConnection:
         self.protocol = 1
         self._tasks: set[asyncio.Task[None]] = set()
         self.backoff = Backoff()
+        self.accepted_once = False  # the proxy has acknowledged this daemon at least once
+        self.replaced = False  # another daemon holding this resource's token took the name
         self._name_taken_grace = name_taken_grace_sec
         self._name_taken_since: float | None = None
         self._on_state = on_state or (lambda connected, why: None)
@@ -124,7 +127,14 @@ class ProxyConnection:
                 why = await self._serve_once()
             except ProxyRefusedError as exc:
                 self._on_state(False, str(exc))
-                raise
+                if not self.accepted_once or self.replaced:  # a setup mistake, or another
+                    raise                                    # daemon with this token: stop
+                # it worked before: a proxy restarted without its secret or tokens file
+                # must not end every daemon for good
+                log.error("proxy %s: %s; this daemon was accepted before, so it tries again "
+                          "every %g s", self.config.proxyUrl, exc, REFUSED_RETRY_SEC)
+                await asyncio.sleep(REFUSED_RETRY_SEC)
+                continue
             except (aiohttp.ClientError, OSError, TimeoutError, ProtocolError) as exc:
                 refused = _is_refused(exc)
                 why = _describe(exc)
@@ -192,6 +202,7 @@ class ProxyConnection:
             await self._wait_for_acknowledge(ws)
             self.backoff.reset()
             self._name_taken_since = None
+            self.accepted_once = True
             self._announce()
             self._on_state(True, "")
             self.connected.set()
@@ -202,6 +213,7 @@ class ProxyConnection:
                 for task in list(self._tasks):
                     task.cancel()
             if ws.close_code == CLOSE_REPLACED:
+                self.replaced = True
                 raise ProxyRefusedError(
                     f"the proxy {self.config.proxyUrl} gave the name {self.config.resourceName!r} "
                     "to another daemon holding this resource's token (close code 4009); "

@@ -202,14 +202,16 @@ def _link_one(store: LocalStore, path: str,
     return LinkedFile(path, after.st_size, after.st_mtime, sha1, unchanged=False)
 
 
-def write_manifest(files: list[LinkedFile], out: TextIO, fmt: str) -> None:
-    """``path<TAB>sha1://…`` lines (tsv) or ``{"path","uri","size"}`` objects (jsonl)."""
+def write_manifest(files: list[LinkedFile], out: TextIO, fmt: str,
+                   to_uri: Callable[[str], str] = sha1_uri) -> None:
+    """``path<TAB>URI`` lines (tsv) or ``{"path","uri","size"}`` objects (jsonl); ``to_uri``
+    writes a sha1 as a URI (``sha1://…`` by default)."""
     for item in sorted(files, key=lambda f: f.path):
         if fmt == "jsonl":
-            out.write(json.dumps({"path": item.path, "uri": sha1_uri(item.sha1),
+            out.write(json.dumps({"path": item.path, "uri": to_uri(item.sha1),
                                   "size": item.size}) + "\n")
         else:
-            out.write(f"{item.path}\t{sha1_uri(item.sha1)}\n")
+            out.write(f"{item.path}\t{to_uri(item.sha1)}\n")
 
 
 def link_with_progress(paths: list[Path], store: LocalStore, workers: int | None) -> LinkReport:

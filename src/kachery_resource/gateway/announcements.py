@@ -27,10 +27,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 from . import keys
 from .api import Call, Handler, Json
 from .envelope import Payload
+from .problems import ApiError
 from .settings import check_resource_url
 from .zones import Zone
 
 FORGET_AFTER_SEC = 7 * 86400
+MAX_RESOURCES_PER_ZONE = 100
 
 
 class AnnounceResource(Payload):
@@ -102,14 +104,34 @@ async def all_announcements(zone: Zone, *, prune: bool = False) -> list[Announce
 
 
 async def announce(call: Call) -> Json:
-    """The ``announceResource`` handler: only a client that may upload to the zone."""
+    """The ``announceResource`` handler: only a client that may upload to the zone; a live
+    announcement is renewed only by the client that made it, and a zone holds at most
+    :data:`MAX_RESOURCES_PER_ZONE` (every findFile miss asks all of them)."""
     payload = call.payload
     assert isinstance(payload, AnnounceResource)
     await call.uploader()
     ttl = call.settings.announcement_ttl_sec
+    await _ensure_may_announce(call.zone, payload.resourceUrl, call.client_id)
     await record(call.zone, payload.resourceUrl, call.client_id, ttl)
     return {"type": "announceResource", "resourceUrl": payload.resourceUrl, "ttlSec": ttl,
             "renewSec": ttl / 3, "onDemand": call.zone.settings.on_demand}
+
+
+async def _ensure_may_announce(zone: Zone, resource_url: str, client_id: str) -> None:
+    """A 409 when another client's announcement of ``resource_url`` is live, a 429 when the
+    zone already has :data:`MAX_RESOURCES_PER_ZONE` live resources."""
+    current = await _read(zone, keys.resource_key(zone.prefix, resource_url))
+    if current is not None and current.is_live() and current.clientId != client_id:
+        raise ApiError(409, "resource_announced_by_another_client",
+                       f"{resource_url} is announced by client {current.clientId} until it stops "
+                       "renewing it (at most announcementTtlSec); a daemon replacing it is asked "
+                       "through the same URL meanwhile")
+    if current is None:
+        live = [a for a in await all_announcements(zone) if a.is_live()]
+        if len(live) >= MAX_RESOURCES_PER_ZONE:
+            raise ApiError(429, "too_many_resources",
+                           f"zone {zone.name!r} already has {len(live)} live resources (at most "
+                           f"{MAX_RESOURCES_PER_ZONE}); ask the gateway admin")
 
 
 async def withdraw(call: Call) -> Json:

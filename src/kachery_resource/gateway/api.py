@@ -52,6 +52,22 @@ class Fetcher(Protocol):
 FETCHER_KEY = web.AppKey("fetcher", Fetcher)
 
 
+class WholeFiles(Protocol):
+    """Told when a whole file becomes visible in a zone (chunk_check.ChunkChecks)."""
+
+    def arrived(self, zone: Zone, sha1: str) -> None: ...
+
+
+WHOLE_FILES_KEY = web.AppKey("whole_files", WholeFiles)
+
+
+def whole_file_arrived(app: web.Application, zone: Zone, sha1: str) -> None:
+    """Tell the app's listener (if any) that ``sha1`` is now whole in ``zone``."""
+    listener = app.get(WHOLE_FILES_KEY)
+    if listener is not None:
+        listener.arrived(zone, sha1)
+
+
 class Call:
     """One verified gateway call: who signed it, for which zone, with which payload."""
 
@@ -80,6 +96,18 @@ class Call:
                 f"--zone {self.zone.name} --upload",
             )
         return record
+
+    async def ensure_downloader(self) -> None:
+        """A 403 unless the signer may download from this zone."""
+        zone = self.zone
+        if zone.settings.allow_public_download:
+            return
+        record = await zone.registry.approved(self.client_id)
+        if record is None:
+            raise not_registered(zone.name, self.client_id)
+        if not record.download:
+            raise forbidden("download_not_allowed",
+                            f"client {self.client_id} may not download from zone {zone.name!r}")
 
 
 def url_context(request: web.Request, settings: GatewaySettings, zone: Zone) -> UrlContext:
@@ -141,15 +169,10 @@ async def find_file(call: Call) -> Json:
     payload = call.payload
     assert isinstance(payload, FindFile)
     zone = call.zone
-    if not zone.settings.allow_public_download:
-        record = await zone.registry.approved(call.client_id)
-        if record is None:
-            raise not_registered(zone.name, call.client_id)
-        if not record.download:
-            raise forbidden("download_not_allowed",
-                            f"client {call.client_id} may not download from zone {zone.name!r}")
+    await call.ensure_downloader()
+    fetcher = call.request.app.get(FETCHER_KEY) if payload.onDemand else None
     found = await find_in_zone(zone, payload.hash, call.url_context(), call.settings,
-                               call.request.app.get(FETCHER_KEY), call.client_id)
+                               fetcher, call.client_id)
     if found is None:
         return {"type": "findFile", "found": False}
     return {"type": "findFile", "found": True, **found, "cacheHit": False}
@@ -215,6 +238,7 @@ async def finalize_file_upload(call: Call) -> Json:
     assert isinstance(payload, FinalizeFileUpload)
     await call.uploader()
     await finalize_upload(call.zone, call.settings, payload.hash, payload.size, payload.objectKey)
+    whole_file_arrived(call.request.app, call.zone, payload.hash)
     return {"type": "finalizeFileUpload"}
 
 

@@ -23,9 +23,17 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..uri import is_sha1_hex
-from .api import FETCHER_KEY, finalize_upload, find_in_zone, initiate_upload, url_context
+from .api import (
+    FETCHER_KEY,
+    finalize_upload,
+    find_in_zone,
+    initiate_upload,
+    url_context,
+    whole_file_arrived,
+)
 from .envelope import describe, read_limited
 from .problems import ApiError, bad_request
+from .requestlog import note
 from .settings import ZONE_NAME, GatewaySettings
 from .users import UserRecord
 from .zones import Zone
@@ -107,7 +115,8 @@ def v2_errors(handler: Handler) -> Callable[[web.Request], Awaitable[web.Respons
     async def wrapped(request: web.Request) -> web.Response:
         try:
             return web.json_response(await handler(request))
-        except ApiError as exc:
+        except ApiError as exc:  # counted and logged like every other refusal (problems.py)
+            note(error=exc.code)
             return web.json_response({"error": str(exc), "code": exc.code}, status=exc.http_status)
 
     return wrapped
@@ -206,4 +215,5 @@ class V2Api:
         zone = self.zone(req.zoneName)
         await self.uploader(request, zone)
         await finalize_upload(zone, self.settings, req.hash, req.size, req.objectKey)
+        whole_file_arrived(request.app, zone, req.hash)
         return {"type": "finalizeFileUploadResponse", "success": True}

@@ -8,6 +8,7 @@ Routes::
     GET  /api/info                  capabilities (JSON)
     GET  /healthz                   {"status": "ok"}
     GET  /metrics                   Prometheus metrics (metrics.py)
+    GET  /openapi.json              this API as an OpenAPI document (openapi.yaml)
     GET  /registerClient/<id>       client self-registration (registration.py)
     GET  /client/<id>               a client's registration status
     GET|HEAD|PUT /files/<zone>/<key> signed object URLs of local-directory zones (files.py)
@@ -19,7 +20,8 @@ fields (requestlog.py), one error renderer (problems.py); serve with
 server listens,
 every storage not probed yet finds out whether it verifies sha1 checksums itself
 (zones.probe_zones). A background task deletes unfinished uploads older than
-``stagingMaxAgeSec``.
+``stagingMaxAgeSec`` and chunk sets no longer needed; another checks chunk lists against
+whole files as they arrive (chunk_check.py).
 """
 
 from __future__ import annotations
@@ -28,14 +30,18 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import yaml
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..proxy.accesslog import AccessLog
-from . import announcements, keys, multipart
-from .api import FETCHER_KEY, GatewayApi
+from ..accesslog import AccessLog
+from . import announcements, chunks, keys, multipart
+from .api import FETCHER_KEY, WHOLE_FILES_KEY, GatewayApi
 from .api_v2 import V2Api
+from .chunk_check import ChunkChecks
+from .chunk_store import ChunkStore
 from .cors import cors_middleware
 from .files import FileRoutes
 from .metrics import GatewayMetrics
@@ -47,6 +53,7 @@ from .settings import GatewaySettings
 from .zones import Zone, close_zones, open_zones, probe_zones
 
 log = logging.getLogger("kachery_resource.gateway")
+OPENAPI_FILE = Path(__file__).with_name("openapi.yaml")
 
 SETTINGS_KEY = web.AppKey("settings", GatewaySettings)
 ZONES_KEY = web.AppKey("zones", dict[str, Zone])
@@ -72,14 +79,17 @@ def capabilities(settings: GatewaySettings, zones: dict[str, Zone], api: Gateway
         "maxBodyBytes": settings.max_body_bytes,
         "zones": [zone.info() for zone in zones.values()],
         "multipartUpload": multipart.capability(settings),
+        "chunkUpload": chunks.capability(),
         "kachery2Api": ["findFile", "initiateFileUpload", "finalizeFileUpload"],
         "corsOrigins": settings.cors_origins,
         "announcementTtlSec": settings.announcement_ttl_sec,
     }
 
 
-async def sweep_unfinished_uploads(settings: GatewaySettings, zones: dict[str, Zone]) -> int:
-    """Delete staged uploads older than ``stagingMaxAgeSec`` in every zone; returns how many."""
+async def sweep_unfinished_uploads(settings: GatewaySettings, zones: dict[str, Zone],
+                                   chunk_checks: ChunkChecks | None = None) -> int:
+    """Delete staged uploads older than ``stagingMaxAgeSec`` in every zone, and (given
+    ``chunk_checks``) chunk sets no longer needed (chunk_check.py); returns how many."""
     seen: set[tuple[int, str]] = set()
     removed = 0
     for zone in zones.values():
@@ -90,15 +100,18 @@ async def sweep_unfinished_uploads(settings: GatewaySettings, zones: dict[str, Z
         try:
             removed += await zone.storage.cleanup(keys.staging_root(zone.prefix), age)
             removed += await zone.storage.mp_cleanup(keys.multipart_root(zone.prefix), age)
+            if chunk_checks is not None:
+                removed += await chunk_checks.sweep(zone)
         except Exception as exc:  # one line, no traceback: the sweep runs again later
             log.warning("cleaning up unfinished uploads in zone %s failed (%s: %s); retrying in %g s",
                         zone.name, type(exc).__name__, exc, settings.cleanup_interval_sec)
     return removed
 
 
-async def _cleanup_loop(settings: GatewaySettings, zones: dict[str, Zone]) -> None:
+async def _cleanup_loop(settings: GatewaySettings, zones: dict[str, Zone],
+                        chunk_checks: ChunkChecks) -> None:
     while True:
-        removed = await sweep_unfinished_uploads(settings, zones)
+        removed = await sweep_unfinished_uploads(settings, zones, chunk_checks)
         if removed:
             log.info("deleted %d unfinished uploads", removed)
         await asyncio.sleep(settings.cleanup_interval_sec)
@@ -116,9 +129,13 @@ def build_app(settings: GatewaySettings, zones: dict[str, Zone] | None = None) -
     on_demand = OnDemand(settings, metrics)
     access_log = AccessLog(settings.access_log)
     app[FETCHER_KEY] = on_demand
+    chunk_checks = ChunkChecks(settings, ChunkStore())
+    app[chunks.CHUNKS_KEY] = chunk_checks
+    app[WHOLE_FILES_KEY] = chunk_checks
     app[REQUEST_LOG_KEY] = RequestLog(metrics, access_log)
-    api = GatewayApi(settings, zones, {**multipart.PAYLOAD_TYPES, **announcements.PAYLOAD_TYPES},
-                     {**multipart.HANDLERS, **announcements.HANDLERS})
+    api = GatewayApi(settings, zones,
+                     {**multipart.PAYLOAD_TYPES, **announcements.PAYLOAD_TYPES, **chunks.PAYLOAD_TYPES},
+                     {**multipart.HANDLERS, **announcements.HANDLERS, **chunks.HANDLERS})
     info = capabilities(settings, zones, api)
 
     async def get_info(request: web.Request) -> web.Response:
@@ -130,6 +147,10 @@ def build_app(settings: GatewaySettings, zones: dict[str, Zone] | None = None) -
     async def get_metrics(request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(metrics.registry),
                             headers={"Content-Type": CONTENT_TYPE_LATEST})
+    openapi_doc = yaml.safe_load(OPENAPI_FILE.read_text())
+
+    async def openapi(request: web.Request) -> web.Response:
+        return web.json_response(openapi_doc)
 
     files = FileRoutes(zones)
     registration = RegistrationRoutes(zones)
@@ -138,6 +159,7 @@ def build_app(settings: GatewaySettings, zones: dict[str, Zone] | None = None) -
     app.router.add_get("/api/info", get_info)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", get_metrics)
+    app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/registerClient/{client_id}", registration.register)
     app.router.add_get("/client/{client_id}", registration.show)
     app.router.add_get("/files/{zone}/{key:.+}", files.get)
@@ -145,11 +167,13 @@ def build_app(settings: GatewaySettings, zones: dict[str, Zone] | None = None) -
 
     async def background(app: web.Application) -> AsyncIterator[None]:
         await probe_zones(zones)
-        task = asyncio.create_task(_cleanup_loop(settings, zones))
+        chunk_checks.start()
+        task = asyncio.create_task(_cleanup_loop(settings, zones, chunk_checks))
         yield
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await chunk_checks.close()
         await on_demand.close()
         await close_zones(zones)
         access_log.close()

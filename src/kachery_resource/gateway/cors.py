@@ -56,11 +56,13 @@ def cors_middleware(origins: list[str]) -> Middleware:
                 "Access-Control-Max-Age": str(MAX_AGE_SEC),
                 "Vary": "Origin"})
         response = await handler(request)
-        if origin is not None and not response.prepared:
+        if response.prepared:
+            return response
+        if origin is not None:
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
-            if origin != "*":
-                response.headers.add("Vary", "Origin")
+        if not any_origin:  # the answer depends on Origin: shared caches must key on it
+            response.headers.add("Vary", "Origin")
         return response
 
     return middleware

@@ -85,6 +85,9 @@ class FindFile(Payload):
     type: Literal["findFile"]
     hashAlg: Literal["sha1"]
     hash: Sha1
+    onDemand: bool = True
+    """Extension: ``false`` never asks the zone's resources on a miss (a daemon checking the
+    bucket before its own upload sends it)."""
 
 
 class InitiateFileUpload(Payload):

@@ -3,7 +3,11 @@
 Layout under a zone's prefix ``P`` (``P/`` is omitted when the prefix is empty)::
 
     P/sha1/ab/cd/ef/<sha1>               content, visible only after verification
-    P/staging/<sha1>/<upload id>         single-PUT uploads waiting for finalize
+    P/staging/<sha1>/<upload id>         single-PUT uploads waiting for finalize (also a
+                                         chunk list or a chunk, keyed by the sha1 of its bytes)
+    P/chunks/<sha1>/<chunk size>/list.json   a file's signed chunk list, checked
+    P/chunks/<sha1>/<chunk size>/<index>     its chunks (6-digit index), checked
+    P/chunks/<sha1>/<chunk size>/checked     marker: the list was checked against the whole file
     P/multipart/<sha1>/<upload id>/...   multipart uploads waiting for complete
     P/clients/<client id>                client records (JSON)
     P/users/<sha256 of the API key>      user records (JSON; the key itself is never stored)
@@ -121,6 +125,36 @@ def resource_key(prefix: str, resource_url: str) -> str:
 def multipart_key(prefix: str, sha1: str, upload_id: str) -> str:
     """``<prefix>/multipart/<sha1>/<upload id>``: the objectKey of a multipart upload."""
     return join(prefix, "multipart", sha1, upload_id)
+
+
+def chunks_root(prefix: str) -> str:
+    """The prefix under which every file's chunks live."""
+    return join(prefix, "chunks")
+
+
+def chunk_folder(prefix: str, sha1: str) -> str:
+    """``<prefix>/chunks/<sha1>``: the chunk sets of one file, one folder per chunk size."""
+    return join(prefix, "chunks", sha1)
+
+
+def chunk_set(prefix: str, sha1: str, chunk_size: int) -> str:
+    """``<prefix>/chunks/<sha1>/<chunk size>``: one chunk list, its chunks and its marker."""
+    return join(prefix, "chunks", sha1, str(chunk_size))
+
+
+def chunk_list_key(prefix: str, sha1: str, chunk_size: int) -> str:
+    """Where the signed chunk list of ``sha1`` (at ``chunk_size``) is kept."""
+    return join(chunk_set(prefix, sha1, chunk_size), "list.json")
+
+
+def chunk_key(prefix: str, sha1: str, chunk_size: int, index: int) -> str:
+    """Where chunk ``index`` of ``sha1`` is kept (6-digit zero-padded index)."""
+    return join(chunk_set(prefix, sha1, chunk_size), f"{index:06d}")
+
+
+def chunk_checked_key(prefix: str, sha1: str, chunk_size: int) -> str:
+    """The marker written once the list was checked against the whole file."""
+    return join(chunk_set(prefix, sha1, chunk_size), "checked")
 
 
 def parse_staging_key(prefix: str, key: str, sha1: str, area: str = "staging") -> str:

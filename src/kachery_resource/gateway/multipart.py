@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import keys
-from .api import Call, Handler, ensure_size_allowed
+from .api import Call, Handler, ensure_size_allowed, whole_file_arrived
 from .envelope import Payload, Sha1
 from .problems import ApiError, bad_request
 from .settings import GatewaySettings
@@ -212,6 +212,7 @@ async def complete(call: Call) -> dict[str, Any]:
         await zone.storage.delete(manifest_key(p.objectKey))
         raise
     await zone.storage.delete(manifest_key(p.objectKey))
+    whole_file_arrived(call.request.app, zone, p.hash)
     return {"type": p.type}
 
 

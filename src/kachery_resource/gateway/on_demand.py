@@ -270,9 +270,10 @@ class OnDemand:
     async def _post(self, url: str, body: dict[str, object], timeout: float) -> str:
         """POST one request; the upload status it answered (ValueError on a bad answer)."""
         limits = aiohttp.ClientTimeout(total=timeout, sock_connect=CONNECT_TIMEOUT_SEC)
-        async with self._http().post(url, json=body, timeout=limits,
+        # no redirects: an announced URL must not steer the gateway's requests elsewhere
+        async with self._http().post(url, json=body, timeout=limits, allow_redirects=False,
                                      proxy=proxy_for(url)) as resp:
-            text = await resp.content.read(MAX_ANSWER_BYTES)
+            text = await read_capped(resp, MAX_ANSWER_BYTES)
             if resp.status != 200:
                 raise ValueError(f"HTTP {resp.status}: {text[:200]!r}")
         try:
@@ -283,3 +284,14 @@ class OnDemand:
         if not isinstance(status, str):
             raise ValueError(f"unexpected answer {text[:200]!r}")
         return status
+
+
+async def read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body of ``resp`` (however it was split on the wire), or ValueError past
+    ``limit`` bytes."""
+    body = bytearray()
+    async for piece in resp.content.iter_chunked(65536):
+        body += piece
+        if len(body) > limit:
+            raise ValueError(f"an answer larger than {limit} bytes")
+    return bytes(body)

@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 
-from ..proxy.accesslog import AccessLog
+from ..accesslog import AccessLog
 from .metrics import GatewayMetrics
 
 _NOTE: ContextVar[dict[str, Any] | None] = ContextVar("gateway_request_note", default=None)

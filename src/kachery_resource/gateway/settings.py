@@ -141,6 +141,9 @@ class GatewaySettings(BaseModel):
     max_upload_size: int = Field(MAX_SINGLE_PUT, alias="maxUploadSize", ge=0)
     staging_max_age_sec: int = Field(86400, alias="stagingMaxAgeSec", ge=60,
                                      description="unfinished uploads older than this are deleted")
+    chunk_max_age_sec: int = Field(7 * 86400, alias="chunkMaxAgeSec", ge=60,
+                                   description="chunks of a file never uploaded whole are deleted once "
+                                               "none was written for this long")
     cleanup_interval_sec: float = Field(3600.0, alias="cleanupIntervalSec", gt=0)
     registry_cache_sec: float = Field(1.0, alias="registryCacheSec", ge=0)
     multipart_min_part_size: int = Field(5 * 1024**2, alias="multipartMinPartSize", ge=1,

@@ -8,8 +8,8 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from ..accesslog import AccessLog
 from . import http_api
-from .accesslog import AccessLog
 from .credentials import Authorizer, TokenStore
 from .daemon_socket import root
 from .limits import PerIpLimiter

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .accesslog import AccessLog
+from ..accesslog import AccessLog
 from .credentials import Authorizer
 from .limits import PerIpLimiter
 from .metrics import ProxyMetrics

@@ -202,6 +202,11 @@ class BlockFetcher:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._lock:  # runs cancelled before they started: their waiters must not hang
+            for future in self._inflight.values():
+                if not future.done():
+                    future.set_exception(ValueError("I/O operation on closed file"))
+            self._inflight.clear()
         with self._hash_wakeup:
             self._closed = True
             self._hash_wakeup.notify()

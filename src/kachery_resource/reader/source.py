@@ -114,6 +114,11 @@ class BucketSource:
                 attempt += 1
 
     def _body(self, resp: requests.Response, start: int, end: int) -> bytes:
+        if resp.status_code == 206 and not resp.headers.get("Content-Range", "").startswith(
+                f"bytes {start}-{end - 1}/"):
+            raise GatewayError(
+                f"the bucket answered bytes {start}-{end - 1} of {self.name} with another range "
+                f"({resp.headers.get('Content-Range', 'none')[:100]}); try again")
         if resp.status_code == 206 or (resp.status_code == 200 and start == 0 and end == self.size):
             data = resp.raw.read(end - start + 1, decode_content=True)  # one read, no 10 KB pieces
             if len(data) != end - start:

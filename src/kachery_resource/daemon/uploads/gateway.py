@@ -129,7 +129,15 @@ class DaemonGateway:
         return data if data.get("found") else None
 
     async def find_file(self, sha1: str) -> bool:
-        data = await self.call({"type": "findFile", "hashAlg": "sha1", "hash": sha1, "zone": self.zone})
+        """Whether the zone holds ``sha1``. The daemon asks before uploading, so a gateway
+        that fetches misses on demand is told not to (``onDemand: false``, sent only where
+        ``/api/info`` lists ``announceResource``: older gateways refuse unknown fields) —
+        else it would ask this very daemon and wait on the upload that waits on it."""
+        payload: dict[str, Any] = {"type": "findFile", "hashAlg": "sha1", "hash": sha1,
+                                   "zone": self.zone}
+        if "announceResource" in (await self.capabilities()).get("requestTypes", []):
+            payload["onDemand"] = False
+        data = await self.call(payload)
         return bool(data.get("found"))
 
     def stop_upload_headers(self, why: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..problems import ApiError
@@ -100,6 +101,20 @@ class Storage(ABC):
     @abstractmethod
     async def list_keys(self, prefix: str) -> list[str]:
         """Every key under ``prefix`` + '/' (for small listings such as client records)."""
+
+    @abstractmethod
+    async def list_modified(self, prefix: str) -> dict[str, float]:
+        """Every key under ``prefix`` + '/' with its last-modified time (Unix seconds)."""
+
+    @abstractmethod
+    async def list_folders(self, prefix: str, after: str = "", limit: int = 1000) -> list[str]:
+        """The names of the folders right under ``prefix`` + '/' (S3: a delimiter listing),
+        in order, those after ``after`` only, at most ``limit`` of them."""
+
+    @abstractmethod
+    def read_blocks(self, key: str, block: int = 1 << 20) -> Iterator[bytes]:
+        """The bytes of object ``key`` in blocks of at most ``block`` bytes, streamed:
+        blocking, so iterate it in a worker thread. FileNotFoundError if there is none."""
 
     @abstractmethod
     def download_url(self, ctx: UrlContext, key: str, ttl_sec: int) -> str:

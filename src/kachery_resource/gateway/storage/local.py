@@ -19,7 +19,7 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -129,6 +129,38 @@ class LocalStorage(Storage):
             return sorted(found)
 
         return await asyncio.to_thread(walk)
+
+    async def list_modified(self, prefix: str) -> dict[str, float]:
+        def walk() -> dict[str, float]:
+            found = {}
+            for dirpath, _dirs, files in os.walk(self.path(prefix)):
+                for name in files:
+                    if name.startswith("."):
+                        continue
+                    p = Path(dirpath, name)
+                    try:
+                        found[p.relative_to(self.root).as_posix()] = p.stat().st_mtime
+                    except FileNotFoundError:
+                        continue
+            return found
+
+        return await asyncio.to_thread(walk)
+
+    async def list_folders(self, prefix: str, after: str = "", limit: int = 1000) -> list[str]:
+        def scan() -> list[str]:
+            try:
+                names = sorted(e.name for e in os.scandir(self.path(prefix))
+                               if e.is_dir() and not e.name.startswith(".") and e.name > after)
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+            return names[:limit]
+
+        return await asyncio.to_thread(scan)
+
+    def read_blocks(self, key: str, block: int = 1 << 20) -> Iterator[bytes]:
+        with open(self.path(key), "rb") as f:
+            while data := f.read(block):
+                yield data
 
     def download_url(self, ctx: UrlContext, key: str, ttl_sec: int) -> str:
         return self.signer.url(ctx.base_url, "GET", ctx.zone, key, ttl_sec)
@@ -281,6 +313,7 @@ class LocalStorage(Storage):
                         continue
                 if Path(dirpath) != top:
                     _remove_empty_dirs(Path(dirpath), top)
+            _remove_empty_dirs(top, self.root)
             return removed
 
         return await asyncio.to_thread(sweep)

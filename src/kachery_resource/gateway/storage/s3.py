@@ -25,6 +25,7 @@ import hashlib
 import logging
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -250,6 +251,34 @@ class S3Storage(Storage):
 
     async def list_keys(self, prefix: str) -> list[str]:
         return sorted(str(o["Key"]) for o in await self._list(prefix))
+
+    async def list_modified(self, prefix: str) -> dict[str, float]:
+        return {str(o["Key"]): o["LastModified"].timestamp() for o in await self._list(prefix)}
+
+    async def list_folders(self, prefix: str, after: str = "", limit: int = 1000) -> list[str]:
+        head = prefix.rstrip("/") + "/"
+
+        def run() -> list[str]:
+            # after "<head><after>0": past every key of folder <after> ("0" follows "/")
+            start = {"StartAfter": f"{head}{after}0"} if after else {}
+            page = self.client.list_objects_v2(Bucket=self.bucket, Prefix=head, Delimiter="/",
+                                               MaxKeys=limit, **start)
+            return [str(p["Prefix"])[len(head):].rstrip("/") for p in page.get("CommonPrefixes", [])]
+
+        return sorted(await asyncio.to_thread(run))[:limit]
+
+    def read_blocks(self, key: str, block: int = HASH_CHUNK) -> Iterator[bytes]:
+        try:
+            obj = self.client.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if is_missing(exc):
+                raise FileNotFoundError(key) from exc
+            raise
+        body = obj["Body"]
+        try:
+            yield from body.iter_chunks(block)
+        finally:
+            body.close()
 
     def download_url(self, ctx: UrlContext, key: str, ttl_sec: int) -> str:
         return str(self.client.generate_presigned_url(

@@ -1,4 +1,4 @@
-"""One structured JSON line per request (who asked which resource for which hash)."""
+"""One structured JSON line per request, for the proxy and the gateway (who asked what, the outcome)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
 
 class AccessLog:

@@ -1,0 +1,227 @@
+"""What the soak checks at the end, and the report (a table, or JSON)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from .clients import Result
+from .deploy import BUCKET, PREFIX, Deployment
+from .faults import FaultRun
+from .procs import Service
+
+GROWTH_LIMIT = 0.10
+# below these, a change is noise of a small process, not a leak (reported all the same)
+RSS_FLOOR_MIB, FDS_FLOOR = 4.0, 8
+DOCUMENTED = {"ok", "not-found", "ResourceOfflineError", "TimeoutError_", "UploadFailedError",
+              "GatewayError", "IntegrityError", "FileChangedError",
+              "none"} | {f"exception:{e}" for e in ("ConnectionError", "HTTPError", "Exception",
+                                                    "ReadTimeout", "ChunkedEncodingError")}
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class Report:
+    checks: list[Check] = field(default_factory=list)
+    outcomes: dict[str, dict[str, int]] = field(default_factory=dict)
+    latency: dict[str, dict[str, float]] = field(default_factory=dict)
+    faults: list[dict[str, Any]] = field(default_factory=list)
+    resources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def add(self, name: str, ok: bool, detail: str) -> None:
+        self.checks.append(Check(name, ok, detail))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"passed": self.passed, "checks": [c.__dict__ for c in self.checks],
+                "outcomes": self.outcomes, "latency": self.latency, "faults": self.faults,
+                "resources": self.resources, "info": self.info}
+
+
+def quantile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def check_requests(report: Report, results: list[Result]) -> None:
+    by_kind: dict[str, Counter[str]] = {}
+    for r in results:
+        by_kind.setdefault(f"{r.client}/{r.job.expect}", Counter())[r.outcome] += 1
+    report.outcomes = {k: dict(v) for k, v in sorted(by_kind.items())}
+    wrong = sum(r.wrong_bytes for r in results)
+    report.add("wrong bytes delivered", wrong == 0, f"{wrong} of {len(results)} requests")
+    hung = sum(r.outcome == "hung" for r in results)
+    undocumented = Counter(r.outcome for r in results
+                           if r.outcome != "hung" and r.outcome not in DOCUMENTED)
+    report.add("every request ended in success or a documented error, none hung",
+               hung == 0 and not undocumented,
+               f"{len(results)} requests, {hung} hung, undocumented: {dict(undocumented) or 0}")
+    served_wrongly = [r for r in results if r.job.expect in ("unknown", "edited")
+                      and r.outcome == "ok"]
+    report.add("unknown hashes and old hashes of edited files never served",
+               not served_wrongly, f"{len(served_wrongly)} served")
+    good = sum(r.outcome == "ok" for r in results if r.job.expect == "exists")
+    report.add("files that exist were served", good > 0, f"{good} served")
+
+
+def check_latency(report: Report, results: list[Result], warm_end: float,
+                  faults: list[FaultRun]) -> None:
+    phases: dict[str, list[float]] = {}
+    for r in results:
+        if r.outcome == "hung":
+            continue
+        phase = "warm-up" if r.t0 < warm_end else "steady"
+        for f in faults:
+            if f.started <= r.t0 <= (f.recovered or f.undone + 120):
+                phase = f"during {f.name}"
+        phases.setdefault(phase, []).append(r.t1 - r.t0)
+    report.latency = {p: {"n": len(v), "p50_s": round(quantile(v, 0.5), 3),
+                          "p99_s": round(quantile(v, 0.99), 3)} for p, v in sorted(phases.items())}
+
+
+def check_faults(report: Report, faults: list[FaultRun]) -> None:
+    report.faults = [{"fault": f.name, "target": f.target, "probes": f.probes,
+                      "recovery_s": None if f.recovery_sec is None else round(f.recovery_sec, 2)}
+                     for f in faults]
+    lost = [f"{f.name} ({f.target})" for f in faults if f.recovered is None]
+    report.add("every fault recovered (a probe succeeded through the restarted part)",
+               not lost, f"{len(faults)} faults" + (f"; not recovered: {lost}" if lost else ""))
+
+
+def growth(samples: list[tuple[float, int, float]]) -> tuple[float, float, float, float] | None:
+    """(fds then, fds now, rss then, rss now): medians of the first and last quarter after
+    the first quarter of samples (warm-up); None with too few samples."""
+    if len(samples) < 12:
+        return None
+    body = samples[len(samples) // 4:]
+    k = max(2, len(body) // 4)
+    first, last = body[:k], body[-k:]
+
+    def med(xs: list[float]) -> float:
+        return quantile(xs, 0.5)
+    return (med([s[1] for s in first]), med([s[1] for s in last]),
+            med([s[2] for s in first]), med([s[2] for s in last]))
+
+
+def check_resources(report: Report, services: list[Service]) -> None:
+    bad = []
+    for s in services:
+        g = growth(s.samples)
+        if g is None:
+            report.resources[s.name] = {"starts": s.starts, "samples": len(s.samples)}
+            continue
+        fds0, fds1, rss0, rss1 = g
+        step = max(1, len(s.samples) // 20)  # about 20 points of the whole series
+        report.resources[s.name] = {"starts": s.starts, "fds": [fds0, fds1],
+                                    "rss_mib": [round(rss0, 1), round(rss1, 1)],
+                                    "series": [[round(t - s.started_at), n, round(r, 1)]
+                                               for t, n, r in s.samples[::step]]}
+        if s.kind in ("proxy", "gateway", "daemon") and (
+                (fds1 > fds0 * (1 + GROWTH_LIMIT) and fds1 - fds0 > FDS_FLOOR)
+                or (rss1 > rss0 * (1 + GROWTH_LIMIT) and rss1 - rss0 > RSS_FLOOR_MIB)):
+            bad.append(f"{s.name} fds {fds0:g}->{fds1:g} rss {rss0:.1f}->{rss1:.1f} MiB")
+    measured = sum(1 for v in report.resources.values() if "fds" in v)
+    report.add("memory and open fds flat after warm-up (< 10 % growth)", not bad,
+               f"{measured} processes measured" + (f"; grew: {bad}" if bad else ""))
+
+
+def completed_uploads(dep: Deployment) -> set[str]:
+    found: set[str] = set()
+    for d in dep.daemons:
+        found |= set(re.findall(r"upload sha1://([0-9a-f]{40}) size=\d+ completed", d.log_text()))
+    return found
+
+
+def content_key(sha1: str) -> str:
+    return f"{PREFIX}/sha1/{sha1[:2]}/{sha1[2:4]}/{sha1[4:6]}/{sha1}"
+
+
+def in_bucket(client: Any, sha1: str) -> bool:
+    try:
+        client.head_object(Bucket=BUCKET, Key=content_key(sha1))
+        return True
+    except Exception:
+        return False
+
+
+def sweep(dep: Deployment) -> int:
+    """Run the gateway's own sweep of unfinished uploads (any age: the load has ended)."""
+    from kachery_resource.gateway.app import sweep_unfinished_uploads
+    from kachery_resource.gateway.settings import load_settings
+    from kachery_resource.gateway.zones import close_zones, open_zones
+
+    os.environ.update({k: v for k, v in dep.s3_env.items() if k.startswith("AWS_")})
+    os.environ["AWS_ENDPOINT_URL"] = dep.s3_env["SOAK_URL"]
+    settings = load_settings(storage=f"s3://{BUCKET}/{PREFIX}")
+    settings = settings.model_copy(update={"staging_max_age_sec": 0})
+
+    async def run() -> int:
+        zones = open_zones(settings)
+        try:
+            return await sweep_unfinished_uploads(settings, zones)
+        finally:
+            await close_zones(zones)
+    return asyncio.run(run())
+
+
+def check_bucket(report: Report, dep: Deployment, results: list[Result]) -> None:
+    client = dep.s3_client()
+    done = completed_uploads(dep) | {r.job.sha1 for r in results if r.outcome == "ok"}
+    missing = sorted(s for s in done if not in_bucket(client, s))
+    report.add("every upload reported completed is in the bucket", not missing,
+               f"{len(done)} completed, {len(missing)} missing")
+    removed = sweep(dep)
+    left = []
+    for area in ("staging", "multipart"):
+        listed = client.list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}/{area}/")
+        left += [o["Key"] for o in listed.get("Contents", [])]
+    report.info["unfinished uploads swept"] = removed
+    report.add("no staging or part objects left after the sweep", not left,
+               f"sweep removed {removed}, {len(left)} left")
+    old = [s for t in dep.trees for s in t.edited if in_bucket(client, s)]
+    edited = sum(len(t.edited) for t in dep.trees)
+    report.add("edited linked files never stored under their old hash", not old,
+               f"{edited} edited files, {len(old)} old hashes in the bucket")
+
+
+def table(report: Report) -> str:
+    lines = ["CHECKS"]
+    for c in report.checks:
+        lines.append(f"  {'PASS' if c.ok else 'FAIL'}  {c.name}: {c.detail}")
+    lines.append("OUTCOMES (client/expected: outcome count)")
+    for kind, counts in report.outcomes.items():
+        lines.append(f"  {kind:32} " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    lines.append("FAULTS (recovery: from undo to the first success through the part)")
+    for f in report.faults:
+        rec = "not recovered" if f["recovery_s"] is None else f"{f['recovery_s']:.2f} s"
+        lines.append(f"  {f['fault']:24} {f['target']:12} recovery {rec} ({f['probes']} probes)")
+    lines.append("LATENCY per phase (n, p50, p99)")
+    for phase, v in report.latency.items():
+        lines.append(f"  {phase:32} n={v['n']:<6} p50 {v['p50_s']:.3f} s  p99 {v['p99_s']:.3f} s")
+    lines.append("SERVERS (fds, RSS MiB: after warm-up -> end; starts)")
+    for name, r in report.resources.items():
+        if "fds" in r:
+            lines.append(f"  {name:12} fds {r['fds'][0]:g} -> {r['fds'][1]:g}  "
+                         f"rss {r['rss_mib'][0]} -> {r['rss_mib'][1]}  starts {r['starts']}")
+        else:
+            lines.append(f"  {name:12} too few samples since its last start ({r['samples']})")
+    for k, v in report.info.items():
+        lines.append(f"{k}: {v}")
+    lines.append("RESULT: " + ("PASS" if report.passed else "FAIL"))
+    return "\n".join(lines)
