@@ -16,6 +16,7 @@ from .errors import (
     ResourceOfflineError,
     StoreError,
     TimeoutError_,
+    UnsupportedRequestError,
     UploadFailedError,
 )
 from .reader import open
@@ -36,6 +37,7 @@ __all__ = [
     "ResourceOfflineError",
     "StoreError",
     "TimeoutError_",
+    "UnsupportedRequestError",
     "UploadFailedError",
     "kachery_uri",
     "load_file",
