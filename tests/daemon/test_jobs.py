@@ -244,3 +244,14 @@ async def test_an_upload_error_naming_the_file_reaches_the_client_without_its_fo
 
     status = await JobManager(resolve, ShrinkingUploader(), 1).request(H[0], 5)
     assert status.error == "file changed: …/run 1.bin became shorter while being uploaded"
+
+
+@pytest.mark.parametrize(("text", "public"), [
+    ("linked file '/home/al/my lab/x.nwb' was modified", "linked file '…/x.nwb' was modified"),
+    ('linked file "/home/al/it\'s/x.nwb" changed', 'linked file "…/x.nwb" changed'),
+    ("cannot open /data/a/b.dat now", "cannot open …/b.dat now"),
+])
+def test_public_errors_keep_only_the_file_name(text: str, public: str) -> None:
+    from kachery_resource.daemon.jobs import public_error
+
+    assert public_error(text) == public

@@ -40,7 +40,8 @@ from ..store import LocalFile
 from .slots import Slots
 
 log = logging.getLogger("kachery_resource.daemon")
-_QUOTED_PATH = re.compile(r"""(['"])/(?:[^'"\n]*/)?([^'"/\n]*)\1""")
+# a quoted absolute path as repr() writes it (either quote; the other may stand inside)
+_QUOTED_PATH = re.compile(r"'(/(?:[^'\\\n]|\\.)*)'" + r'|"(/(?:[^"\\\n]|\\.)*)"')
 _ABS_PATH = re.compile(r"(?<![\w:/.~])/(?:[^\s/'\"(),;:]+/)+(?=[^\s/'\"(),;:]*)")
 NOT_FOUND: dict[str, Any] = {"status": UploadState.NOT_FOUND.value}
 
@@ -64,7 +65,13 @@ def public_error(text: str, path: Path | None = None) -> str:
     job's file, is cut wherever it appears, spaces and all."""
     if path is not None:
         text = text.replace(str(path), f"…/{path.name}")
-    return _ABS_PATH.sub("…/", _QUOTED_PATH.sub(r"\1…/\2\1", text))
+    return _ABS_PATH.sub("…/", _QUOTED_PATH.sub(_last_component, text))
+
+
+def _last_component(match: re.Match[str]) -> str:
+    quote = "'" if match.group(1) is not None else '"'
+    path = match.group(1) if match.group(1) is not None else match.group(2)
+    return f"{quote}…/{path.rstrip('/').rsplit('/', 1)[-1]}{quote}"
 
 
 def now_ms() -> int:
@@ -200,13 +207,12 @@ class JobManager:
     # -- one job -------------------------------------------------------------------
     async def _run(self, job: UploadJob) -> None:
         t0 = time.monotonic()
-        path: object = None
         try:
             local = await self._resolve(job.sha1)
             if local is None:
                 job.finish(UploadState.NOT_FOUND)
                 return
-            path = job.path = local.path
+            job.path = local.path
             job.size = local.size
             sent = False
             if not (self.slots.locked() and await self._uploader.is_in_bucket(job.sha1)):
@@ -232,12 +238,14 @@ class JobManager:
         except KacheryResourceError as exc:
             job.finish(UploadState.ERROR, str(exc))
             _log_upload(job, f"error: {exc}", time.monotonic() - t0)
-        except OSError as exc:
-            job.finish(UploadState.ERROR, f"cannot read the file for sha1://{job.sha1} ({str(path)!r}): "
-                                          f"{exc.strerror or exc}")
+        except OSError as exc:  # strerror only: the exception's text holds the whole path
+            job.finish(UploadState.ERROR, f"cannot read the file for sha1://{job.sha1} "
+                                          f"(…/{job.path.name if job.path else '?'}): "
+                                          f"{exc.strerror or type(exc).__name__}")
             _log_upload(job, f"error: {exc}", time.monotonic() - t0)
         except Exception as exc:  # a bug: report it to the client instead of hanging
-            job.finish(UploadState.ERROR, f"internal error in the resource daemon: {exc!r}")
+            job.finish(UploadState.ERROR, "internal error in the resource daemon "
+                                          f"({type(exc).__name__}); its log says more")
             log.exception("upload of sha1://%s failed unexpectedly", job.sha1)
         finally:
             self._forget_later(job)

@@ -19,15 +19,15 @@ from collections.abc import Callable
 
 import requests
 
-from ..client import ClientSettings, request_file
+from ..client import ClientSettings
 from ..client.gateway import FoundFile, GatewayClient
+from ..client.progress import NullProgress
 from ..client.resource import ResourceClient
+from ..client.wait import Deadline, wait_until_uploaded
 from ..errors import (
     FileChangedError,
     FileNotFoundOnResource,
     GatewayError,
-    TimeoutError_,
-    UploadFailedError,
 )
 from ..store import LocalStore
 from ..uri import parse_uri
@@ -114,7 +114,8 @@ def _source(uri: str, sha1: str, settings: ClientSettings, timeout: float | None
 def _bucket_source(uri: str, sha1: str, settings: ClientSettings, timeout: float | None,
                    session: requests.Session) -> RangeSource:
     name = f"sha1://{sha1}"
-    gateway = GatewayClient(session, settings.gateway_url, settings.zone, settings.keys)
+    gateway = GatewayClient(session, settings.gateway_url, settings.zone, settings.keys,
+                            api_key=settings.api_key)
 
     def whole() -> BucketSource:
         return _whole_file_source(uri, sha1, settings, timeout, session, gateway)
@@ -161,7 +162,7 @@ def _chunks_or_bucket(uri: str, sha1: str, settings: ClientSettings, timeout: fl
 def _whole_file_source(uri: str, sha1: str, settings: ClientSettings, timeout: float | None,
                        session: requests.Session, gateway: GatewayClient) -> BucketSource:
     """Have the resource upload the whole file, then read it from the bucket."""
-    _wait_for_upload(uri, settings, timeout)
+    _wait_for_upload(session, sha1, settings, timeout)
     for delay in _FIND_RETRY_DELAYS:
         time.sleep(delay)
         found = gateway.find_file(sha1)
@@ -173,21 +174,10 @@ def _whole_file_source(uri: str, sha1: str, settings: ClientSettings, timeout: f
         "and KACHERY_ZONE with yours")
 
 
-def _wait_for_upload(uri: str, settings: ClientSettings, timeout: float | None) -> None:
-    """Ask the resource to upload the whole file and wait until it is in the bucket."""
-    end = None if timeout is None else time.monotonic() + timeout
-    while True:
-        left = None if end is None else end - time.monotonic()
-        if left is not None and left <= 0:
-            raise TimeoutError_(f"{uri} was not uploaded by the resource within {timeout:g} s; "
-                                "try again later or allow more time (timeout=)")
-        wait = _UPLOAD_WAIT_SEC if left is None else min(_UPLOAD_WAIT_SEC, left)
-        status = request_file(uri, wait=wait, settings=settings)
-        if status.status == "completed":
-            return
-        if status.status == "not-found":
-            raise FileNotFoundOnResource(
-                f"{uri} is neither in the zone's bucket nor on the resource")
-        if status.status == "error":
-            raise UploadFailedError(
-                f"the resource could not upload {uri}: {status.error or 'no reason given'}")
+def _wait_for_upload(session: requests.Session, sha1: str, settings: ClientSettings,
+                     timeout: float | None) -> None:
+    """Ask the resource to upload the whole file and wait until it is in the bucket, as
+    load_file does (with ``timeout``, an offline or restarting resource is waited for)."""
+    assert settings.resource_url is not None
+    resource = ResourceClient(session, settings.resource_url, settings.zone)
+    wait_until_uploaded(resource, sha1, Deadline(timeout), NullProgress(), _UPLOAD_WAIT_SEC)
