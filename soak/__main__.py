@@ -92,6 +92,7 @@ def run(args: argparse.Namespace, root: Path) -> checks.Report:
         report = checks.Report()
         results = list(load.results)
         checks.check_requests(report, results)
+        checks.check_on_demand(report, dep, results)
         checks.check_faults(report, faults)
         checks.check_latency(report, results, warm_end, faults)
         checks.check_resources(report, dep.servers())

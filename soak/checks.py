@@ -80,6 +80,32 @@ def check_requests(report: Report, results: list[Result]) -> None:
     report.add("files that exist were served", good > 0, f"{good} served")
 
 
+def on_demand_counts(dep: Deployment) -> Counter[str]:
+    """findFile misses handled on demand, by outcome, summed over the gateways' /metrics
+    (since each one's last start)."""
+    import requests
+
+    counts: Counter[str] = Counter()
+    for i in range(len(dep.gateways)):
+        text = requests.get(f"{dep.gateway_url(i)}/metrics", timeout=10).text
+        for outcome, value in re.findall(
+                r'^kachery_gateway_on_demand_total\{outcome="([^"]+)"\} (\S+)$', text, re.M):
+            counts[outcome] += int(float(value))
+    return counts
+
+
+def check_on_demand(report: Report, dep: Deployment, results: list[Result]) -> None:
+    """Clients without a resource URL got files the gateways fetched from the daemons."""
+    counts = on_demand_counts(dep)
+    report.info["on-demand findFile misses (gateways' /metrics)"] = dict(sorted(counts.items()))
+    served = sum(r.outcome == "ok" for r in results if r.client.endswith("on-demand"))
+    if not any(r.client.endswith("on-demand") for r in results):
+        return
+    report.add("the gateways' on-demand path fetched files from the daemons",
+               counts["hit"] > 0 and served > 0,
+               f"{counts['hit']} fetched on demand; on-demand clients got {served} files")
+
+
 def check_latency(report: Report, results: list[Result], warm_end: float,
                   faults: list[FaultRun]) -> None:
     phases: dict[str, list[float]] = {}
