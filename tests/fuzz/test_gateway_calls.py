@@ -125,6 +125,8 @@ async def gw(tmp_path: Path, aiohttp_client: Any) -> tuple[Client, ClientKeys, P
 async def test_every_call_type(gw: tuple[Client, ClientKeys, Path],
                                caplog: pytest.LogCaptureFixture) -> None:
     client, signer, _ = gw
+    info = await (await client.get("/api/info")).json()
+    assert set(info["requestTypes"]) == set(TYPES)  # a new call type is fuzzed too
     loop = asyncio.get_running_loop()
     seen: dict[tuple[str, int], int] = {}
     bad: list[str] = []
