@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 def test_short_soak_passes_every_check(tmp_path: Path) -> None:
     done = subprocess.run(
-        [str(ROOT / "scripts" / "soak"), "--minutes", "1.2", "--daemons", "2", "--files", "12",
+        [str(ROOT / "scripts" / "soak"), "--minutes", "1.0", "--daemons", "2", "--files", "12",
          "--clients", "4", "--max-kib", "256", "--big-kib", "16384", "--seed", "7", "--json",
          "--workdir", str(tmp_path / "soak")],
         capture_output=True, text=True, timeout=840)
