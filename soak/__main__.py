@@ -22,7 +22,7 @@ from .clients import BOUND_SEC, CLIENT_MIX, GRACE_SEC, Load
 from .deploy import Deployment, Sizes, build
 from .faults import FaultRun, fault_table, run_fault, schedule
 
-IDLE_SEC = 20.0  # after the load: longer than the clients' keep-alive (aiohttp: 15 s)
+IDLE_SEC = 35.0  # after the load: an idle aiohttp keep-alive connection lives 15–30 s
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
