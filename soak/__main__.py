@@ -22,6 +22,8 @@ from .clients import BOUND_SEC, CLIENT_MIX, GRACE_SEC, Load
 from .deploy import Deployment, Sizes, build
 from .faults import FaultRun, fault_table, run_fault, schedule
 
+IDLE_SEC = 35.0  # after the load: an idle aiohttp keep-alive connection lives 15–30 s
+
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="scripts/soak", description=__doc__,
@@ -89,12 +91,16 @@ def run(args: argparse.Namespace, root: Path) -> checks.Report:
         say("stopping the load")
         load.stop(BOUND_SEC + GRACE_SEC)
         stop.set()
+        say(f"idle for {IDLE_SEC:g} s: open connections time out")
+        time.sleep(IDLE_SEC)
+        idle_fds = {s.name: s.fds() for s in dep.servers()}
         report = checks.Report()
         results = list(load.results)
         checks.check_requests(report, results)
+        checks.check_on_demand(report, dep, results)
         checks.check_faults(report, faults)
         checks.check_latency(report, results, warm_end, faults)
-        checks.check_resources(report, dep.servers())
+        checks.check_resources(report, dep.servers(), idle_fds)
         checks.check_bucket(report, dep, results)
         report.info["deployment"] = (f"{len(dep.proxies)} proxies on NATS, {len(dep.gateways)} "
                                      f"gateways on SeaweedFS, {len(dep.daemons)} daemons x "

@@ -1,6 +1,7 @@
 """The load: client slots of every kind in CLIENT_MIX, each asking for files in a loop.
 
-A request asks one daemon's resource through one proxy and one gateway instance; 70 %
+A request asks one daemon's resource through one proxy and one gateway instance, or (the
+on-demand kinds) one gateway instance, which asks the zone's resources itself; 70 %
 ask for files the resource has (now and then the old hash of a file edited after
 linking), 30 % for unknown hashes. Every client checks the sha1 of what it got.
 """
@@ -77,17 +78,18 @@ def ours(dep: Deployment, job: Job, scratch: Path, keys: object) -> tuple[str, b
         shutil.rmtree(store, ignore_errors=True)
 
 
-KC_WORKER = r"""
-import hashlib, json, os, sys, kachery_cloud as kc
+WORKER = r"""
+import hashlib, importlib, json, os, sys
+client = importlib.import_module(sys.argv[1])  # kachery_cloud or kachery, as users run them
 for line in sys.stdin:
     job = json.loads(line)
     try:
-        path = kc.load_file("sha1://" + job["sha1"])
+        path = client.load_file("sha1://" + job["sha1"])
         if path is None:
             out = {"outcome": "none"}
         else:
             h = hashlib.sha1(open(path, "rb").read()).hexdigest()
-            os.remove(path)
+            os.remove(path)  # from its cache: the next request for it goes out again
             out = {"outcome": "ok", "sha1": h}
     except Exception as exc:
         out = {"outcome": "exception:" + type(exc).__name__}
@@ -95,26 +97,36 @@ for line in sys.stdin:
 """
 
 
-class KcWorker:
-    """A kachery-cloud 0.4.10 process bound to one resource URL and one gateway."""
+class Worker:
+    """A released client in a process of its own (kachery-cloud 0.4.10 or kachery 2.0.3,
+    configured by its environment as users configure it), bound to one gateway and, with
+    ``daemon``, to that daemon's resource URL; without it the client relies on the
+    gateway's on-demand path (any daemon's files)."""
 
-    def __init__(self, dep: Deployment, daemon: int, proxy: int, gateway: int, home: Path,
-                 keys: object) -> None:
+    def __init__(self, dep: Deployment, kind: str, daemon: int | None, proxy: int,
+                 gateway: int, home: Path, keys: object) -> None:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("KACHERY_")}
-        self.env.update({"KACHERY_GATEWAY_URL": dep.gateway_url(gateway),
-                         "KACHERY_RESOURCE_URL": f"{dep.proxy_url(proxy)}/r/res{daemon}",
-                         "KACHERY_CLOUD_DIR": str(home), "KACHERY_ZONE": "default",
-                         "KACHERY_CLOUD_CLIENT_ID": keys.client_id,  # type: ignore[attr-defined]
-                         "KACHERY_CLOUD_PRIVATE_KEY": keys.private_key_hex})  # type: ignore[attr-defined]
+        self.env["KACHERY_ZONE"] = "default"
+        if kind.startswith("kachery-cloud"):
+            self.module = "kachery_cloud"
+            self.env.update({"KACHERY_GATEWAY_URL": dep.gateway_url(gateway),
+                             "KACHERY_CLOUD_DIR": str(home),
+                             "KACHERY_CLOUD_CLIENT_ID": keys.client_id,  # type: ignore[attr-defined]
+                             "KACHERY_CLOUD_PRIVATE_KEY": keys.private_key_hex})  # type: ignore[attr-defined]
+        else:  # kachery 2.x reads KACHERY_BASE_URL when imported: one process per gateway
+            self.module = "kachery"
+            self.env.update({"KACHERY_BASE_URL": dep.gateway_url(gateway),
+                             "KACHERY_DIR": str(home), "KACHERY_API_KEY": dep.api_key})
+        if daemon is not None:
+            self.env["KACHERY_RESOURCE_URL"] = f"{dep.proxy_url(proxy)}/r/res{daemon}"
         self.daemon, self.proxy, self.gateway = daemon, proxy, gateway
         self.proc: subprocess.Popen[str] | None = None
         self._start()
 
     def _start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", KC_WORKER], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     text=True, env=self.env)
-
+        self.proc = subprocess.Popen([sys.executable, "-c", WORKER, self.module],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True, env=self.env)
     def ask(self, job: Job) -> tuple[str, bool]:
         assert self.proc is not None and self.proc.stdin and self.proc.stdout
         self.proc.stdin.write(json.dumps({"sha1": job.sha1}) + "\n")
@@ -145,8 +157,12 @@ class KcWorker:
             self.proc.wait()
 
 
-#: client kinds and their share of the client slots (kachery 2.x joins here)
-CLIENT_MIX: dict[str, float] = {"ours": 0.5, "kachery-cloud-0.4.10": 0.5}
+#: client kinds and their share of the client slots; "on-demand" ones set no
+#: KACHERY_RESOURCE_URL: the gateway fetches a missing file from the zone's announced
+#: resources (kachery 2.x has no other way)
+CLIENT_MIX: dict[str, float] = {"ours": 0.25, "kachery-cloud-0.4.10": 0.25,
+                                "kachery-cloud-0.4.10-on-demand": 0.25,
+                                "kachery-2.0.3-on-demand": 0.25}
 
 
 class Load:
@@ -205,10 +221,10 @@ class Load:
                 return ours(self.dep, job, self.scratch, self.keys)
             fixed = None
         else:
-            fixed = i % len(self.dep.daemons)
-            worker = KcWorker(self.dep, fixed, rng.randrange(len(self.dep.proxies)),
-                              rng.randrange(len(self.dep.gateways)), self.scratch / f"kc{i}",
-                              self.keys)
+            fixed = None if kind.endswith("on-demand") else i % len(self.dep.daemons)
+            worker = Worker(self.dep, kind, fixed, rng.randrange(len(self.dep.proxies)),
+                            rng.randrange(len(self.dep.gateways)), self.scratch / f"w{i}",
+                            self.keys)
             ask = worker.ask
         try:
             while not self._stop.is_set():

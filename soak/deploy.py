@@ -1,5 +1,6 @@
 """Build the deployment: NATS, SeaweedFS, proxy and gateway instances, resource daemons
-each sharing its own tree of linked files (a few edited after linking)."""
+each sharing its own tree of linked files (a few edited after linking) and announcing
+itself to its gateway (so findFile misses are fetched on demand), a kachery 2.x user."""
 
 from __future__ import annotations
 
@@ -58,6 +59,7 @@ class Deployment:
     trees: list[Tree]
     s3_env: dict[str, str]
     proxy_of: list[int]  # daemon index -> proxy index it dials
+    api_key: str = ""  # of a kachery 2.x user with the download right
 
     def servers(self) -> list[Service]:
         return [self.s3, self.nats, *self.proxies, *self.gateways, *self.daemons]
@@ -203,6 +205,11 @@ def build(root: Path, sizes: Sizes, rng: random.Random, say: object = print) -> 
                     f"s3://{BUCKET}/{PREFIX}", "--upload", "--download"],
                    env={**os.environ, **gateways[0].env}, check=True, capture_output=True,
                    timeout=120)
+    added = subprocess.run([KR, "gateway", "users", "add", "soak-reader", "--no-upload",
+                            "--download", "--storage", f"s3://{BUCKET}/{PREFIX}"],
+                           env={**os.environ, **gateways[0].env}, check=True,
+                           capture_output=True, text=True, timeout=120)
+    api_key = added.stdout.strip().splitlines()[-1]
     daemons, relays, trees, proxy_of = [], [], [], []
     log(f"making {sizes.daemons} trees of {sizes.files} files and linking them")
     for d in range(sizes.daemons):
@@ -231,4 +238,5 @@ def build(root: Path, sizes: Sizes, rng: random.Random, say: object = print) -> 
     log(f"starting {len(daemons)} daemons")
     for s in daemons:
         s.start()
-    return Deployment(root, s3, nats, proxies, gateways, daemons, relays, trees, s3_env, proxy_of)
+    return Deployment(root, s3, nats, proxies, gateways, daemons, relays, trees, s3_env, proxy_of,
+                      api_key)

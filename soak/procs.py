@@ -103,6 +103,16 @@ class Service:
     def log_has(self, pattern: str) -> bool:
         return re.search(pattern, self.log_text(since_start=True)) is not None
 
+    def fds(self) -> int:
+        """How many descriptors the process holds now (-1 when it is not running)."""
+        if not self.alive():
+            return -1
+        assert self.proc is not None
+        try:
+            return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+        except OSError:
+            return -1
+
     def sample(self, now: float) -> None:
         """Record this process's open fds and resident memory."""
         if not self.alive():

@@ -1,7 +1,8 @@
 """Property-based fuzzing of every gateway call type past the signature check.
 
-kachery-cloud's five calls and the five multipart extensions, each field drawn from
-valid values, near misses and wrong types, signed by an approved uploader and admin
+kachery-cloud's five calls, the five multipart extensions and the announcements of
+resources, each field drawn from valid values, near misses and wrong types (a quarter of
+the cases from valid values only, so every handler is reached), signed by an approved uploader and admin
 with a fresh timestamp (so the generated values reach the handlers), sent to an
 in-process gateway over a local directory. Properties: every answer is 200 with the
 call's ``type`` or the one error shape with a 4xx (or a documented 502/503); the
@@ -24,6 +25,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from kachery_resource.gateway import keys
+from kachery_resource.gateway.announcements import PAYLOAD_TYPES as ANNOUNCEMENT_TYPES
 from kachery_resource.gateway.app import build_app
 from kachery_resource.gateway.envelope import PAYLOAD_TYPES
 from kachery_resource.gateway.multipart import PAYLOAD_TYPES as MULTIPART_TYPES
@@ -40,7 +42,8 @@ Client = TestClient[Any, Any]
 DATA = b"stored by the fuzz test\n"
 SHA = hashlib.sha1(DATA).hexdigest()
 EMPTY = hashlib.sha1(b"").hexdigest()
-TYPES = {**PAYLOAD_TYPES, **MULTIPART_TYPES}
+TYPES = {**PAYLOAD_TYPES, **MULTIPART_TYPES, **ANNOUNCEMENT_TYPES}
+RESOURCE = "http://127.0.0.1:9/r/fuzz"  # nothing listens: an on-demand ask fails fast
 JUNK = st.one_of(st.none(), st.booleans(), st.integers(-2**65, 2**65), st.floats(allow_nan=False, allow_infinity=False),
                  st.text(max_size=20), st.lists(st.integers(), max_size=3), st.just({}))
 
@@ -64,6 +67,20 @@ FIELDS: dict[str, st.SearchStrategy[Any]] = {
         one_of(keys.content_key("", SHA), "../etc/passwd", "staging/x/y", "/abs", "a" * 1001)),
     "partNumbers": st.one_of(st.lists(st.integers(-1, 10002), max_size=4), JUNK),
     "zone": one_of("default", "nope", "../x"),
+    "onDemand": one_of(False, True),
+    "resourceUrl": one_of(RESOURCE, RESOURCE + "/", "http://127.0.0.1:9/x", "ftp://h/r/a",
+                          "http://127.0.0.1:9/r/" + "n" * 300),
+}
+# values that pass validation (a quarter of the cases draw only these, so every type's
+# handler is reached whatever the other strategies draw)
+VALID: dict[str, st.SearchStrategy[Any]] = {
+    "hash": st.sampled_from([SHA, EMPTY, "f" * 40]), "clientId": st.just("0" * 64),
+    "hashAlg": st.just("sha1"), "size": st.sampled_from([1, 5, len(DATA)]),
+    "partSize": st.sampled_from([1, 5]), "acceptsUploadHeaders": st.booleans(),
+    "objectKey": st.sampled_from([SHA, "f" * 40]).map(
+        lambda h: keys.staging_key("", h, keys.new_upload_id())),
+    "partNumbers": st.lists(st.integers(1, 3), min_size=1, max_size=3),
+    "zone": st.just("default"), "onDemand": st.booleans(), "resourceUrl": st.just(RESOURCE),
 }
 
 
@@ -83,8 +100,14 @@ def payload_of(kind: str) -> st.SearchStrategy[dict[str, Any]]:
         lambda p: {k: v for k, v in p.items() if v is not MISSING})
 
 
-KINDS = sorted(TYPES)
-PAYLOAD = st.integers(0, len(KINDS) - 1).flatmap(lambda k: payload_of(KINDS[k]))
+def valid_payload_of(kind: str) -> st.SearchStrategy[dict[str, Any]]:
+    names = [n for n in TYPES[kind].model_fields if n not in ("type", "timestamp")]
+    return st.fixed_dictionaries({"type": st.just(kind), **{n: VALID[n] for n in names}})
+
+
+def cases_of(kind: str) -> st.SearchStrategy[dict[str, Any]]:
+    return st.integers(0, 3).flatmap(
+        lambda k: valid_payload_of(kind) if k == 0 else payload_of(kind))
 
 
 @pytest.fixture
@@ -102,6 +125,8 @@ async def gw(tmp_path: Path, aiohttp_client: Any) -> tuple[Client, ClientKeys, P
 async def test_every_call_type(gw: tuple[Client, ClientKeys, Path],
                                caplog: pytest.LogCaptureFixture) -> None:
     client, signer, _ = gw
+    info = await (await client.get("/api/info")).json()
+    assert set(info["requestTypes"]) == set(TYPES)  # a new call type is fuzzed too
     loop = asyncio.get_running_loop()
     seen: dict[tuple[str, int], int] = {}
     bad: list[str] = []
@@ -123,18 +148,25 @@ async def test_every_call_type(gw: tuple[Client, ClientKeys, Path],
         if not ok:
             bad.append(f"{r.status} {answer} for {stamped}")
 
-    @settings(max_examples=budget(1000), deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck), phases=[Phase.generate])
-    @given(payload=PAYLOAD)
-    def one(payload: dict[str, Any]) -> None:
-        asyncio.run_coroutine_threadsafe(send(payload), loop).result(30)
+    each = -(-budget(1000) // len(TYPES))  # every type its share, however many there are
+
+    def fuzz(kind: str) -> None:
+        @settings(max_examples=each, deadline=None, database=None, derandomize=True,
+                  suppress_health_check=list(HealthCheck), phases=[Phase.generate])
+        @given(payload=cases_of(kind))
+        def one(payload: dict[str, Any]) -> None:
+            asyncio.run_coroutine_threadsafe(send(payload), loop).result(30)
+        one()
 
     with caplog.at_level(logging.ERROR):
-        await asyncio.to_thread(one)
+        for kind in sorted(TYPES):
+            await asyncio.to_thread(fuzz, kind)
     assert bad == [], bad[:5]
     assert sum(seen.values()) >= budget(1000) * 0.9
-    assert {kind for kind, status in seen if status == 200} >= {"findFile", "getClientInfo",
-                                                                "initiateFileUpload"}, seen
+    # every type's handler answered 200 at least once (but the calls on a multipart upload:
+    # their made-up object keys belong to none)
+    assert {kind for kind, status in seen if status == 200} >= set(TYPES) - (
+        set(MULTIPART_TYPES) - {"initiateMultipartUpload"}), seen
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     # the stored file is intact and served; a new upload still goes through
     status, found = 0, {}

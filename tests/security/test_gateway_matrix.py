@@ -1,9 +1,12 @@
 """Security matrix of the gateway: every entry point with every kind of credential.
 
 Entry points (``gateway/app.py``): ``POST /api/gateway`` with each request type (the five
-kachery-cloud 0.4.10 sends and the five multipart extensions), the signed object URLs
-``GET|HEAD|PUT /files/{zone}/{key}``, ``GET /registerClient/{id}``, and the public
-``GET /client/{id}``, ``/api/info``, ``/healthz``.
+kachery-cloud 0.4.10 sends, the five multipart extensions and the announcements of
+resources), the signed object URLs ``GET|HEAD|PUT /files/{zone}/{key}``,
+``GET /registerClient/{id}``, and the public ``GET /client/{id}``, ``/api/info``,
+``/healthz``, ``/metrics``, ``/openapi.json``. The kachery 2.x API (``POST /api/findFile``
+…) is in test_gateway_v2_matrix.py, a second announcer and replayed announcements in
+test_gateway_announcements.py.
 
 Credentials of a gateway call: an Ed25519 signature of the payload by ``fromClientId``,
 a timestamp inside the window, and the signer's rights in the payload's zone. Kinds
@@ -83,34 +86,35 @@ async def upload(client: Client, signer: ClientKeys, data: bytes) -> None:
     assert status == 200, done
 
 
-def payloads() -> dict[str, dict[str, Any]]:
-    """One well-formed payload of every request type (staging keys made up: a request
-    that passes the credential checks may still fail later, but not with a refusal)."""
+RESOURCE = "http://127.0.0.1:9/r/matrix"
+ALL = {"owner", "reader", "other_zone", "admin", "stranger"}
+UPLOADERS = {"owner", "admin"}
+
+
+def call_types() -> dict[str, tuple[dict[str, Any], set[str]]]:
+    """Every request type of ``POST /api/gateway``: one well-formed payload and the signers
+    that pass its credential checks in zone default (staging keys made up: a request that
+    passes the checks may still fail later, but not with a refusal). A new call type is
+    one row here."""
     staging = keys.staging_key("", NEW, keys.new_upload_id())
     mp = keys.multipart_key("", NEW, keys.new_upload_id())
     h = {"hashAlg": "sha1", "hash": NEW}
     return {
-        "getClientInfo": {"clientId": "0" * 64},
-        "findFile": {"hashAlg": "sha1", "hash": SHA},
-        "initiateFileUpload": {**h, "size": 5},
-        "finalizeFileUpload": {**h, "size": 5, "objectKey": staging},
-        "deleteFile": {**h},
-        "initiateMultipartUpload": {**h, "size": 10, "partSize": 10},
-        "getMultipartUploadUrls": {**h, "objectKey": mp, "partNumbers": [1]},
-        "listMultipartParts": {**h, "objectKey": mp},
-        "completeMultipartUpload": {**h, "objectKey": mp, "size": 10},
-        "abortMultipartUpload": {**h, "objectKey": mp},
+        "getClientInfo": ({"clientId": "0" * 64}, ALL),
+        "findFile": ({"hashAlg": "sha1", "hash": SHA}, {"owner", "reader", "admin"}),
+        "initiateFileUpload": ({**h, "size": 5}, UPLOADERS),
+        "finalizeFileUpload": ({**h, "size": 5, "objectKey": staging}, UPLOADERS),
+        "deleteFile": ({**h}, {"admin"}),
+        "initiateMultipartUpload": ({**h, "size": 10, "partSize": 10}, UPLOADERS),
+        "getMultipartUploadUrls": ({**h, "objectKey": mp, "partNumbers": [1]}, UPLOADERS),
+        "listMultipartParts": ({**h, "objectKey": mp}, UPLOADERS),
+        "completeMultipartUpload": ({**h, "objectKey": mp, "size": 10}, UPLOADERS),
+        "abortMultipartUpload": ({**h, "objectKey": mp}, UPLOADERS),
+        # a withdrawal first, so that each uploader's announcement is its own (the one of
+        # another client's live announcement, a 409, is in test_gateway_announcements.py)
+        "withdrawResource": ({"resourceUrl": RESOURCE}, UPLOADERS),
+        "announceResource": ({"resourceUrl": RESOURCE}, UPLOADERS),
     }
-
-
-UPLOADS = {"initiateFileUpload", "finalizeFileUpload", "initiateMultipartUpload",
-           "getMultipartUploadUrls", "listMultipartParts", "completeMultipartUpload",
-           "abortMultipartUpload"}
-# which signers pass the credential checks of each request type, in zone default
-PASS = {"getClientInfo": {"owner", "reader", "other_zone", "admin", "stranger"},
-        "findFile": {"owner", "reader", "admin"},
-        "deleteFile": {"admin"},
-        **{t: {"owner", "admin"} for t in UPLOADS}}
 
 
 def forged(who: dict[str, ClientKeys], kind: str, payload: dict[str, Any]) -> Any:
@@ -145,7 +149,7 @@ async def test_every_request_type_with_every_credential(
     client, who = gw
     got: dict[tuple[str, str], bool] = {}
     want: dict[tuple[str, str], bool] = {}
-    for kind, payload in payloads().items():
+    for kind, (payload, passers) in call_types().items():
         body = {"type": kind, **payload}
         for bad in BAD_KINDS:
             status, answer = await post(client, forged(who, bad, body))
@@ -156,7 +160,10 @@ async def test_every_request_type_with_every_credential(
             status, answer = await post(client, envelope(keys_, body))
             assert status < 500, (kind, signer, status, answer)
             refused = status in (401, 403) and answer.get("error") in REFUSALS
-            got[kind, signer], want[kind, signer] = refused, signer not in PASS[kind]
+            got[kind, signer], want[kind, signer] = refused, signer not in passers
+            if kind == "announceResource" and not refused:  # the next signer's is its own
+                await post(client, envelope(keys_, {"type": "withdrawResource",
+                                                    "resourceUrl": RESOURCE}))
         status, answer = await post(client, envelope(who["other_zone"], body, zone="zB"))
         got[kind, "zB's own client in zB"] = status in (401, 403)
         want[kind, "zB's own client in zB"] = kind == "deleteFile"  # not an admin
@@ -284,7 +291,7 @@ async def test_registration_and_public_routes(gw: tuple[Client, dict[str, Client
                        .rglob(".kachery-gateway-secret*"))
     url_secret = secret_file.read_text().strip()
     for path in ("/api/info", "/healthz", f"/client/{who['owner'].client_id}",
-                 "/openapi.json"):
+                 "/openapi.json", "/metrics"):
         r = await client.get(path)
         text = await r.text()
         assert r.status in (200, 404) and url_secret not in text, path
@@ -294,6 +301,9 @@ async def test_registration_and_public_routes(gw: tuple[Client, dict[str, Client
 # fails here until the matrix tries it
 ROUTES = {
     ("POST", "/api/gateway"): "test_every_request_type_with_every_credential",
+    ("POST", "/api/findFile"): "test_gateway_v2_matrix",
+    ("POST", "/api/initiateFileUpload"): "test_gateway_v2_matrix",
+    ("POST", "/api/finalizeFileUpload"): "test_gateway_v2_matrix",
     ("GET", "/files/{zone}/{key}"): "test_signed_object_urls",
     ("HEAD", "/files/{zone}/{key}"): "test_signed_object_urls",
     ("PUT", "/files/{zone}/{key}"): "test_signed_object_urls",
@@ -305,6 +315,8 @@ ROUTES = {
     ("HEAD", "/api/info"): "public",
     ("GET", "/healthz"): "public",
     ("HEAD", "/healthz"): "public",
+    ("GET", "/metrics"): "public",
+    ("HEAD", "/metrics"): "public",
     ("GET", "/openapi.json"): "public",
     ("HEAD", "/openapi.json"): "public",
 }
@@ -317,4 +329,4 @@ async def test_the_matrix_covers_every_route_and_call_type(
               if r.resource is not None}
     assert routes == set(ROUTES)
     info = await (await client.get("/api/info")).json()
-    assert set(info["requestTypes"]) == set(payloads()) == set(PASS)
+    assert set(info["requestTypes"]) == set(call_types())

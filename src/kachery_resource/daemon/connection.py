@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import random
 import sys
@@ -52,7 +53,7 @@ log = logging.getLogger("kachery_resource.daemon")
 
 HEARTBEAT_SEC = 20.0
 ACK_TIMEOUT_SEC = 15.0
-PROBE_INTERVAL_SEC = 0.5  # while a refused proxy is away: how often to check its port
+PROBE_INTERVAL_SEC = 0.5  # while the proxy is away: how often to ask whether it answers again
 NAME_TAKEN_GRACE_SEC = 75.0  # > the proxy's heartbeat timeout (45 s by default)
 REFUSED_RETRY_SEC = 60.0  # a refusal after this daemon was once accepted: retried this slowly
 
@@ -147,20 +148,21 @@ class ProxyConnection:
                 await asyncio.sleep(delay)
 
     async def _wait_for_listener(self, delay: float) -> None:
-        """Sleep ``delay``, but come back soon after the proxy's port accepts connections
-        again: a restarted proxy gets its daemons back within about a second, while a
-        proxy that answers and refuses still sees the full backoff."""
-        parts = urllib.parse.urlsplit(self.config.proxyUrl)
-        host = parts.hostname or "127.0.0.1"
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        """Sleep ``delay``, but come back soon after the proxy answers HTTP again: a restarted
+        proxy gets its daemons back within about a second, also behind a relay or load
+        balancer whose port stays open meanwhile; a proxy that answers and refuses still
+        sees the full backoff."""
+        url = f"{self.config.proxyUrl}/api/info"
         deadline = time.monotonic() + delay
         while (left := deadline - time.monotonic()) > 0:
             await asyncio.sleep(min(PROBE_INTERVAL_SEC, left))
             try:
-                _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
-            except (OSError, TimeoutError):
+                async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=2),
+                                             headers={"Connection": "close"},
+                                             proxy=proxy_for(url)):
+                    pass  # any HTTP answer: something serves there again
+            except (aiohttp.ClientError, OSError, TimeoutError):
                 continue
-            writer.close()
             await asyncio.sleep(random.uniform(0, PROBE_INTERVAL_SEC))  # spread a herd
             return
 
@@ -347,10 +349,13 @@ class ProxyConnection:
 
 
 def _is_refused(exc: BaseException) -> bool:
-    """Answer whether nothing listens at the proxy's address (it is down or restarting)."""
+    """Answer whether nothing serves at the proxy's address (it is down or restarting): the
+    port refuses, or a relay in front of it drops the connection before any answer."""
     if isinstance(exc, aiohttp.ClientConnectorError):
         exc = exc.os_error
-    return isinstance(exc, ConnectionRefusedError)
+    return isinstance(exc, ConnectionRefusedError | ConnectionResetError
+                      | aiohttp.ServerDisconnectedError) or (
+        isinstance(exc, aiohttp.ClientOSError) and exc.errno == errno.ECONNRESET)
 
 
 def _describe(exc: BaseException) -> str:
