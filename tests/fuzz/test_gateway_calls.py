@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from kachery_resource.gateway import keys
 from kachery_resource.gateway.announcements import PAYLOAD_TYPES as ANNOUNCEMENT_TYPES
 from kachery_resource.gateway.app import build_app
+from kachery_resource.gateway.chunks import PAYLOAD_TYPES as CHUNK_TYPES
 from kachery_resource.gateway.envelope import PAYLOAD_TYPES
 from kachery_resource.gateway.multipart import PAYLOAD_TYPES as MULTIPART_TYPES
 from kachery_resource.gateway.settings import load_settings
@@ -42,7 +43,8 @@ Client = TestClient[Any, Any]
 DATA = b"stored by the fuzz test\n"
 SHA = hashlib.sha1(DATA).hexdigest()
 EMPTY = hashlib.sha1(b"").hexdigest()
-TYPES = {**PAYLOAD_TYPES, **MULTIPART_TYPES, **ANNOUNCEMENT_TYPES}
+TYPES = {**PAYLOAD_TYPES, **MULTIPART_TYPES, **ANNOUNCEMENT_TYPES, **CHUNK_TYPES}
+MIB4 = 4 * 1024**2
 RESOURCE = "http://127.0.0.1:9/r/fuzz"  # nothing listens: an on-demand ask fails fast
 JUNK = st.one_of(st.none(), st.booleans(), st.integers(-2**65, 2**65), st.floats(allow_nan=False, allow_infinity=False),
                  st.text(max_size=20), st.lists(st.integers(), max_size=3), st.just({}))
@@ -70,6 +72,11 @@ FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "onDemand": one_of(False, True),
     "resourceUrl": one_of(RESOURCE, RESOURCE + "/", "http://127.0.0.1:9/x", "ftp://h/r/a",
                           "http://127.0.0.1:9/r/" + "n" * 300),
+    "chunkSize": one_of(MIB4, 1, 0, -1, 2**60, 3 * MIB4),
+    "listSha1": HASHES,
+    "listSize": one_of(1, 500, 0, -1, 10**9),
+    "indices": st.one_of(st.lists(st.integers(-1, 70000), max_size=70), JUNK),
+    "index": one_of(0, 1, -1, 65536, 2**40),
 }
 # values that pass validation (a quarter of the cases draw only these, so every type's
 # handler is reached whatever the other strategies draw)
@@ -81,6 +88,10 @@ VALID: dict[str, st.SearchStrategy[Any]] = {
         lambda h: keys.staging_key("", h, keys.new_upload_id())),
     "partNumbers": st.lists(st.integers(1, 3), min_size=1, max_size=3),
     "zone": st.just("default"), "onDemand": st.booleans(), "resourceUrl": st.just(RESOURCE),
+    "chunkSize": st.just(MIB4), "listSha1": st.sampled_from([SHA, "f" * 40]),
+    "listSize": st.sampled_from([100, 500]), "indices": st.lists(st.integers(0, 2), min_size=1,
+                                                                  max_size=3),
+    "index": st.integers(0, 2),
 }
 
 
@@ -165,8 +176,10 @@ async def test_every_call_type(gw: tuple[Client, ClientKeys, Path],
     assert sum(seen.values()) >= budget(1000) * 0.9
     # every type's handler answered 200 at least once (but the calls on a multipart upload:
     # their made-up object keys belong to none)
+    # (nor chunk calls that need a list or a chunk uploaded first)
     assert {kind for kind, status in seen if status == 200} >= set(TYPES) - (
-        set(MULTIPART_TYPES) - {"initiateMultipartUpload"}), seen
+        set(MULTIPART_TYPES) - {"initiateMultipartUpload"}) - (
+        set(CHUNK_TYPES) - {"initiateChunkList", "findChunks"}), seen
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     # the stored file is intact and served; a new upload still goes through
     status, found = 0, {}

@@ -2,7 +2,7 @@
 
 Entry points (``gateway/app.py``): ``POST /api/gateway`` with each request type (the five
 kachery-cloud 0.4.10 sends, the five multipart extensions and the announcements of
-resources), the signed object URLs ``GET|HEAD|PUT /files/{zone}/{key}``,
+resources, the five chunk requests), the signed object URLs ``GET|HEAD|PUT /files/{zone}/{key}``,
 ``GET /registerClient/{id}``, and the public ``GET /client/{id}``, ``/api/info``,
 ``/healthz``, ``/metrics``, ``/openapi.json``. The kachery 2.x API (``POST /api/findFile``
 …) is in test_gateway_v2_matrix.py, a second announcer and replayed announcements in
@@ -42,6 +42,7 @@ WINDOW = 6.0
 DATA = b"matrix file\n"
 SHA = hashlib.sha1(DATA).hexdigest()
 NEW = hashlib.sha1(b"never uploaded").hexdigest()
+MIB4 = 4 * 1024 * 1024
 REFUSALS = {"invalid_request", "invalid_signature", "timestamp_out_of_window",
             "client_not_registered", "upload_not_allowed", "download_not_allowed", "admin_only"}
 
@@ -99,6 +100,8 @@ def call_types() -> dict[str, tuple[dict[str, Any], set[str]]]:
     staging = keys.staging_key("", NEW, keys.new_upload_id())
     mp = keys.multipart_key("", NEW, keys.new_upload_id())
     h = {"hashAlg": "sha1", "hash": NEW}
+    chunk_list = {**h, "size": 3 * MIB4, "chunkSize": MIB4, "listSha1": SHA, "listSize": 500}
+    chunk_staging = keys.staging_key("", SHA, keys.new_upload_id())
     return {
         "getClientInfo": ({"clientId": "0" * 64}, ALL),
         "findFile": ({"hashAlg": "sha1", "hash": SHA}, {"owner", "reader", "admin"}),
@@ -114,6 +117,14 @@ def call_types() -> dict[str, tuple[dict[str, Any], set[str]]]:
         # another client's live announcement, a 409, is in test_gateway_announcements.py)
         "withdrawResource": ({"resourceUrl": RESOURCE}, UPLOADERS),
         "announceResource": ({"resourceUrl": RESOURCE}, UPLOADERS),
+        # chunk uploads (docs/design-chunks.md): uploaders send lists and chunks, readers
+        # find them; made-up keys and lists fail after the checks, never as a refusal
+        "initiateChunkList": (chunk_list, UPLOADERS),
+        "finalizeChunkList": ({**chunk_list, "objectKey": chunk_staging}, UPLOADERS),
+        "initiateChunkUpload": ({**h, "chunkSize": MIB4, "indices": [0]}, UPLOADERS),
+        "finalizeChunkUpload": ({**h, "chunkSize": MIB4, "index": 0, "objectKey": chunk_staging},
+                                UPLOADERS),
+        "findChunks": ({**h, "indices": [0]}, {"owner", "reader", "admin"}),
     }
 
 
