@@ -27,8 +27,9 @@ from pathlib import Path
 
 import requests
 
+from kachery_resource.servers import free_ports
+
 from .deploy import KR
-from .procs import free_ports
 
 
 def rss_mib() -> float:

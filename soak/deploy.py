@@ -17,7 +17,9 @@ from typing import Any
 
 import requests
 
-from .procs import BlackHoleRelay, Service, free_ports
+from kachery_resource.servers import free_ports
+
+from .procs import BlackHoleRelay, Service
 
 BIN = Path(sys.executable).parent
 KR = str(BIN / "kachery-resource")

@@ -78,3 +78,17 @@ def cannot_listen(host: str, port: int, exc: OSError) -> str:
     if exc.errno == errno.EACCES:
         return f"{where}: permission denied (ports below 1024 need privileges); choose another --port"
     return f"{where}: {exc.strerror or exc}"
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free TCP ports on 127.0.0.1 (held together while chosen)."""
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
