@@ -11,7 +11,9 @@ store: ``<store>/kachery-resource/chunks/sha1/ab/cd/ef/<sha1>`` =
 ``{"size", "chunkSize", "chunkSha1"}``. A list depends only on the bytes, so a record
 stays valid for its sha1 whichever file holds them; the daemon still checks each chunk's
 sha1 against it before sending, so a file changed since cannot send wrong bytes. A file
-of one chunk (up to 4 MiB: most files) needs neither a second digest nor a record.
+of one chunk (up to 4 MiB: most files) needs neither a second digest nor a record. Above
+4 MiB, chunks are small (256 KiB up to 16 GiB) so that the scattered small reads of a
+format like HDF5 cost little each.
 """
 
 from __future__ import annotations
@@ -31,18 +33,23 @@ from .hashing import sha1_and_chunks_of_file, sha1_of_file
 from .identity import ClientKeys, is_client_id, signed_envelope, verify_signature
 from .uri import is_sha1_hex, sha1_path_parts
 
-MIB = 1024 * 1024
-MIN_CHUNK_SIZE = 4 * MIB
+KIB = 1024
+MIB = 1024 * KIB
+ONE_CHUNK_MAX = 4 * MIB  # a file up to this size is one chunk: the file itself
+MIN_CHUNK_SIZE = 256 * KIB
 MAX_CHUNKS = 65536
-LIST_VERSION = 1
+LIST_VERSION = 2  # version 1 had chunks of at least 4 MiB
 _HEX = re.compile(r"[0-9a-f]*")
 
 
 def chunk_size_for(size: int) -> int:
-    """The chunk size of a ``size``-byte file: 4 MiB, or the smallest power of two that
-    keeps the file within ``MAX_CHUNKS`` chunks."""
+    """The chunk size of a ``size``-byte file: the whole file (as ``ONE_CHUNK_MAX``) up to
+    4 MiB; above, 256 KiB, or the smallest power of two that keeps the file within
+    ``MAX_CHUNKS`` chunks (512 KiB above 16 GiB, 1 MiB above 32 GiB, ...)."""
     if size < 0:
         raise ValueError(f"invalid file size {size}")
+    if size <= ONE_CHUNK_MAX:
+        return ONE_CHUNK_MAX
     need = -(-size // MAX_CHUNKS)
     return max(MIN_CHUNK_SIZE, 1 << max(0, need - 1).bit_length())
 

@@ -41,24 +41,42 @@ def sha1_and_chunks_of_file(path: Path | str, chunk_size: int, block_size: int =
     if chunk_size <= 0:
         raise ValueError(f"invalid chunk size {chunk_size}")
     digest = hashlib.sha1()
-    chunk = hashlib.sha1()
-    chunks: list[str] = []
-    size = in_chunk = 0
-    buf = bytearray(min(block_size, chunk_size))
-    view = memoryview(buf)
+    chunks = _ChunkDigests(chunk_size)
+    size = 0
+    view = memoryview(bytearray(block_size))
     with open(path, "rb", buffering=0) as f, ThreadPoolExecutor(1, "chunk-sha1") as other:
-        while n := f.readinto(view[:min(len(buf), chunk_size - in_chunk)]):
+        while n := f.readinto(view):
             block = view[:n]
-            both = other.submit(chunk.update, block)  # sha1 releases the GIL: two cores
+            both = other.submit(chunks.update, block)  # sha1 releases the GIL: two cores
             digest.update(block)
             both.result()
             size += n
-            in_chunk += n
             if progress is not None:
                 progress(n)
-            if in_chunk == chunk_size:
-                chunks.append(chunk.hexdigest())
-                chunk, in_chunk = hashlib.sha1(), 0
-    if in_chunk:
-        chunks.append(chunk.hexdigest())
-    return digest.hexdigest(), size, "".join(chunks)
+    return digest.hexdigest(), size, chunks.finish()
+
+
+class _ChunkDigests:
+    """The sha1 of every ``chunk_size`` bytes of a stream fed in blocks of any size."""
+
+    def __init__(self, chunk_size: int) -> None:
+        self.chunk_size = chunk_size
+        self.done: list[str] = []
+        self.current = hashlib.sha1()
+        self.filled = 0
+
+    def update(self, block: memoryview) -> None:
+        while block:
+            take = min(len(block), self.chunk_size - self.filled)
+            self.current.update(block[:take])
+            self.filled += take
+            block = block[take:]
+            if self.filled == self.chunk_size:
+                self.done.append(self.current.hexdigest())
+                self.current, self.filled = hashlib.sha1(), 0
+
+    def finish(self) -> str:
+        if self.filled:
+            self.done.append(self.current.hexdigest())
+            self.current, self.filled = hashlib.sha1(), 0
+        return "".join(self.done)

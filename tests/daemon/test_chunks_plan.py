@@ -27,7 +27,9 @@ from kachery_resource.identity import ClientKeys
 from kachery_resource.store import LocalFile
 
 MIB = 1024 * 1024
-CS = 4 * MIB
+CS = 256 * 1024  # the chunks of a file past one chunk (ONE) and up to 16 GiB
+ONE = 4 * MIB
+LAST = 18  # of the file below
 
 
 @dataclass
@@ -103,22 +105,25 @@ def count_list_calls(plan: ChunksPlan) -> list[str]:
 
 
 async def test_uploads_only_the_chunks_asked_for(gateway: Gateway, tmp_path: Path) -> None:
-    local, chunks, data = hashed_file(tmp_path, 2 * CS + 100)  # chunks of 4 MiB, 4 MiB, 100 B
+    local, chunks, data = hashed_file(tmp_path, ONE + 2 * CS + 100)  # 18 × 256 KiB, 100 B
     progress: list[int] = []
     async with aiohttp.ClientSession() as session:
         plan = ChunksPlan(DaemonGateway(session, gateway.url, gateway.keys, "default"))
         listing = count_list_calls(plan)
         assert await plan.offered()
-        assert await plan.upload_chunks(local, chunks, [2, 0], progress.append) == {0: True, 2: True}
-        assert gateway.chunks(local.sha1) == [0, 2]
-        assert gateway.chunk(local.sha1, 0) == data[:CS] and gateway.chunk(local.sha1, 2) == data[2 * CS:]
+        assert await plan.upload_chunks(local, chunks, [LAST, 0], progress.append) == {
+            0: True, LAST: True}
+        assert gateway.chunks(local.sha1) == [0, LAST]
+        assert gateway.chunk(local.sha1, 0) == data[:CS]
+        assert gateway.chunk(local.sha1, LAST) == data[LAST * CS:]
         assert sum(progress) == CS + 100
         puts = len(gateway.puts)
-        assert await plan.upload_chunks(local, chunks, [1, 2], progress.append) == {1: True, 2: False}
+        assert await plan.upload_chunks(local, chunks, [1, LAST], progress.append) == {
+            1: True, LAST: False}
         assert gateway.chunk(local.sha1, 1) == data[CS:2 * CS]
-        assert len(gateway.puts) == puts + 1  # chunk 2 was there: not sent again
+        assert len(gateway.puts) == puts + 1  # the last chunk was there: not sent again
         with pytest.raises(IndexError):
-            await plan.upload_chunks(local, chunks, [3], progress.append)
+            await plan.upload_chunks(local, chunks, [LAST + 1], progress.append)
         # a second daemon process (a fresh plan) finds the list registered
         again = ChunksPlan(DaemonGateway(session, gateway.url, gateway.keys, "default"))
         assert await again.upload_chunks(local, chunks, [0], progress.append) == {0: False}
@@ -127,7 +132,7 @@ async def test_uploads_only_the_chunks_asked_for(gateway: Gateway, tmp_path: Pat
 
 
 async def test_a_file_changed_since_hashing_sends_nothing(gateway: Gateway, tmp_path: Path) -> None:
-    local, chunks, data = hashed_file(tmp_path, CS + 10)
+    local, chunks, data = hashed_file(tmp_path, ONE + CS + 10)
     changed = bytearray(data)
     changed[CS + 3] ^= 1  # chunk 1, same size
     local.path.write_bytes(bytes(changed))
@@ -142,7 +147,7 @@ async def test_a_file_changed_since_hashing_sends_nothing(gateway: Gateway, tmp_
 
 async def test_a_failed_put_is_retried_and_a_refused_chunk_is_not(
         gateway: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    local, chunks, data = hashed_file(tmp_path, 2 * CS)
+    local, chunks, data = hashed_file(tmp_path, ONE + 2 * CS)
     async with aiohttp.ClientSession() as session:
         plan = ChunksPlan(DaemonGateway(session, gateway.url, gateway.keys, "default"))
         await plan.register(chunks)

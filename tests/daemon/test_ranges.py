@@ -29,7 +29,8 @@ from kachery_resource.store import LocalFile
 from .test_connection import StandInProxy
 from .test_jobs import FakeUploader, until
 
-CS = 4 * MIB
+CS = 256 * 1024  # the chunks of a file past one chunk (ONE) and up to 16 GiB
+ONE = 4 * MIB
 ALL = frozenset({"fileUpload", "fileRanges"})
 
 
@@ -47,7 +48,7 @@ class FakeChunks:
         return self.is_offered
 
     async def upload_chunks(self, local: LocalFile, chunks: ChunkList, indices: Iterable[int],
-                            progress: Any) -> dict[int, bool]:
+                            progress: Any, uploaded: Any = None) -> dict[int, bool]:
         wanted = list(indices)
         await self.release.wait()
         if self.fail is not None:
@@ -56,6 +57,8 @@ class FakeChunks:
             chunks.span(i)
             self.sent.append(i)
             progress(chunks.span(i)[1])
+            if uploaded is not None:
+                uploaded(i)
         return dict.fromkeys(wanted, True)
 
 
@@ -117,25 +120,25 @@ def test_wire_refuses_ranges_when_not_answered() -> None:
 
 # -- edges and clipping -----------------------------------------------------------------
 async def test_edges_first_last_across_past_the_end(tmp_path: Path) -> None:
-    f = make_file(tmp_path, 3 * CS + 5)
+    f = make_file(tmp_path, ONE + 3 * CS + 5)  # 20 chunks
     plan = FakeChunks()
     ranges, jobs, _ = setup(tmp_path, [f], plan)
     cases = [
         ([(0, 1)], [0]),                           # first byte
-        ([(f.size - 1, 1)], [3]),                  # last byte (a short last chunk)
+        ([(f.size - 1, 1)], [19]),                 # last byte (a short last chunk)
         ([(CS - 1, 2)], [0, 1]),                   # across a chunk boundary
         ([(2 * CS, CS)], [2]),                     # exactly one chunk
-        ([(3 * CS, 10**9)], [3]),                  # past the end: clipped
+        ([(ONE + 3 * CS, 10**9)], [19]),           # past the end: clipped
         ([(f.size, 1)], []),                       # starts at the end: nothing
         ([(10**12, 5)], []),                       # far past the end
-        ([(0, 1), (f.size - 1, 1), (1, 2)], [0, 3]),  # several, merged
+        ([(0, 1), (f.size - 1, 1), (1, 2)], [0, 19]),  # several, merged
     ]
     for asked, want in cases:
         got = await ranges.answer(f.sha1, asked, 10)
         assert got["status"] == "ready" and got["size"] == f.size and got["chunkSize"] == CS
         assert indices(got) == want, asked
         assert all(c["status"] == "completed" for c in got["chunks"])
-    assert sorted(plan.sent) == [0, 1, 2, 3]  # each chunk sent once
+    assert sorted(plan.sent) == [0, 1, 2, 19]  # each chunk sent once
     await ranges.close()
     await jobs.close()
 
@@ -145,7 +148,7 @@ async def test_empty_and_one_chunk_files(tmp_path: Path) -> None:
     plan = FakeChunks()
     ranges, jobs, _ = setup(tmp_path, [empty, small], plan)
     got = await ranges.answer(empty.sha1, [(0, 1)], 5)
-    assert got == {"type": "fileRanges", "status": "ready", "size": 0, "chunkSize": CS,
+    assert got == {"type": "fileRanges", "status": "ready", "size": 0, "chunkSize": ONE,
                    "chunks": []}
     got = await ranges.answer(small.sha1, [(999, 100)], 5)
     assert indices(got) == [0] and got["chunks"][0]["status"] == "completed"
@@ -168,7 +171,7 @@ async def test_at_most_64_chunks_per_request(tmp_path: Path) -> None:
 
 # -- jobs -------------------------------------------------------------------------------
 async def test_one_job_per_chunk_however_many_readers(tmp_path: Path) -> None:
-    f = make_file(tmp_path, 2 * CS + 1)
+    f = make_file(tmp_path, ONE + 2 * CS + 1)
     plan = FakeChunks()
     plan.release.clear()
     ranges, jobs, _ = setup(tmp_path, [f], plan)
@@ -189,7 +192,7 @@ async def test_one_job_per_chunk_however_many_readers(tmp_path: Path) -> None:
 
 
 async def test_statuses_unavailable_not_found_hashing_error(tmp_path: Path) -> None:
-    f = make_file(tmp_path, 2 * CS + 1)
+    f = make_file(tmp_path, ONE + 2 * CS + 1)
     ranges, jobs, _ = setup(tmp_path, [f], FakeChunks(offered=False))
     assert (await ranges.answer(f.sha1, [(0, 1)], 1))["status"] == "unavailable"
 
@@ -212,7 +215,7 @@ async def test_statuses_unavailable_not_found_hashing_error(tmp_path: Path) -> N
 
 
 async def test_a_file_that_no_longer_hashes_to_its_sha1_is_an_error(tmp_path: Path) -> None:
-    f = make_file(tmp_path, 2 * CS + 1)
+    f = make_file(tmp_path, ONE + 2 * CS + 1)
     stale = LocalFile("e" * 40, f.path, f.size, f.mtime, linked=True)
     ranges, jobs, _ = setup(tmp_path, [stale], FakeChunks())
     got = await ranges.answer(stale.sha1, [(0, 1)], 10)
@@ -249,7 +252,7 @@ async def test_slots_serve_urgent_waiters_first() -> None:
 
 
 async def test_whole_file_follows_the_first_ranges_only_when_set(tmp_path: Path) -> None:
-    f = make_file(tmp_path, 2 * CS + 1)
+    f = make_file(tmp_path, ONE + 2 * CS + 1)
     ranges, jobs, uploader = setup(tmp_path, [f], FakeChunks(), upload_whole=True)
     await ranges.answer(f.sha1, [(0, 1)], 5)
     await until(lambda: uploader.started == [f.sha1])
@@ -272,7 +275,7 @@ async def test_whole_file_follows_the_first_ranges_only_when_set(tmp_path: Path)
 
 # -- through the daemon's proxy connection ----------------------------------------------
 async def test_connection_declares_and_answers_ranges(tmp_path: Path) -> None:
-    f = make_file(tmp_path, CS + 10)
+    f = make_file(tmp_path, ONE + CS + 10)
     ranges, jobs, _ = setup(tmp_path, [f], FakeChunks())
     proxy = StandInProxy([1, 2])
     app = web.Application()
@@ -301,7 +304,7 @@ async def test_connection_declares_and_answers_ranges(tmp_path: Path) -> None:
                 got[r["requestId"]] = r
             answer = got["r1"]["response"]
             assert answer["type"] == "fileRanges" and answer["status"] == "ready"
-            assert indices(answer) == [0, 1] and answer["size"] == CS + 10
+            assert indices(answer) == [0, 1] and answer["size"] == ONE + CS + 10
             assert got["r2"]["response"] == {} and "ranges must be" in got["r2"]["error"]
         finally:
             task.cancel()

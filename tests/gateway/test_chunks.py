@@ -33,8 +33,8 @@ from .helpers import Client, call, register, upload
 from .test_multipart import finish, put_parts, start
 
 MIB = 1024 * 1024
-CS = 4 * MIB
-DATA = os.urandom(2 * CS + 100)  # chunks of 4 MiB, 4 MiB and 100 bytes
+CS = 256 * 1024
+DATA = os.urandom(6 * MIB + 100)  # past one chunk: 24 chunks of 256 KiB and 100 bytes; 2 parts
 
 
 def sha1(data: bytes) -> str:
@@ -145,7 +145,7 @@ async def test_chunks_from_list_to_whole_file(backend: tuple[Client, Callable[[]
     assert await get(client, found["listUrl"]) == doc and found["listSha1"] == sha1(doc)
     assert await get(client, found["chunks"]["2"]) == piece(DATA, 2)
     status, answer = await call(client, k, {"type": "findChunks", "hashAlg": "sha1", "hash": chunks.sha1,
-                                            "indices": [3]})
+                                            "indices": [25]})  # past the last chunk
     assert (status, answer["error"]) == (400, "invalid_request")
 
     assert (await upload(client, k, DATA))[0] == 200  # the whole file: readers move to it
@@ -265,8 +265,8 @@ async def test_the_sweep(tmp_path: Path, aiohttp_client: Any) -> None:
     zones, checks = client.app[ZONES_KEY], client.app[CHUNKS_KEY]
     k = ClientKeys.generate()
     await register(client, k)
-    whole, lone = chunk_list_of(DATA), chunk_list_of(DATA[:CS + 1])
-    for chunks, data in ((whole, DATA), (lone, DATA[:CS + 1])):
+    whole, lone = chunk_list_of(DATA), chunk_list_of(DATA[:4 * MIB + 1])
+    for chunks, data in ((whole, DATA), (lone, DATA[:4 * MIB + 1])):
         assert (await register_list(client, k, chunks.signed(k, "default"), chunks.sha1, len(data)))[0] == 200
         assert (await send_chunk(client, k, chunks.sha1, 0, piece(data, 0)))[0] == 200
     assert (await upload(client, k, DATA))[0] == 200
@@ -332,9 +332,9 @@ async def test_a_multipart_upload_and_a_late_list_are_checked(local_app: tuple[C
     await checks.idle()
     assert json.loads((root / keys.chunk_checked_key("", chunks.sha1, CS)).read_text())["ok"] is True
     # a list registered once the whole file is there is checked at once
-    late = os.urandom(CS + 1)
+    late = os.urandom(4 * MIB + 1)
     assert (await upload(client, k, late))[0] == 200
-    lied = ChunkList(sha1(late), len(late), CS, sha1(b"a") + sha1(b"b"))
+    lied = ChunkList(sha1(late), len(late), CS, sha1(b"a") + sha1(b"b") * 16)  # 17 chunks, none right
     assert (await register_list(client, k, lied.signed(k, "default"), lied.sha1, len(late)))[0] == 200
     await checks.idle()
     marker = json.loads((root / keys.chunk_checked_key("", lied.sha1, CS)).read_text())
@@ -359,8 +359,8 @@ async def test_the_sweep_and_the_listings_it_uses(backend: tuple[Client, Callabl
 
     k = ClientKeys.generate()
     await register(client, k)
-    whole, part = chunk_list_of(DATA), chunk_list_of(DATA[:CS + 1])
-    for chunks, data in ((whole, DATA), (part, DATA[:CS + 1])):
+    whole, part = chunk_list_of(DATA), chunk_list_of(DATA[:4 * MIB + 1])
+    for chunks, data in ((whole, DATA), (part, DATA[:4 * MIB + 1])):
         assert (await register_list(client, k, chunks.signed(k, "default"), chunks.sha1, len(data)))[0] == 200
         assert (await send_chunk(client, k, chunks.sha1, 1, piece(data, 1)))[0] == 200
     assert (await upload(client, k, DATA))[0] == 200

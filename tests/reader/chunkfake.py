@@ -71,8 +71,9 @@ class ChunkFake:
             return 200, {"type": "responseToClient",
                          "response": {"type": "fileRanges", "status": self.ranges_status}}
         size, cs = len(self.data), self.chunk_size
-        (offset, length), = inner["ranges"]
-        indices = range(offset // cs, min(num_chunks(size, cs), -(-(offset + length) // cs)))
+        indices = sorted({i for offset, length in inner["ranges"]
+                          for i in range(offset // cs,
+                                         min(num_chunks(size, cs), -(-(offset + length) // cs)))})
         return 200, {"type": "responseToClient", "response": {
             "type": "fileRanges", "status": "ready", "size": size, "chunkSize": cs,
             "chunks": [{"index": i, "status": "completed"} for i in indices]}}

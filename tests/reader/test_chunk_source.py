@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import kachery_resource
-from kachery_resource.chunking import MIB
+from kachery_resource.chunking import MIB, chunk_size_for
 from kachery_resource.client import ClientSettings
 from kachery_resource.identity import ClientKeys
 from kachery_resource.reader import chunk_source
@@ -19,8 +19,9 @@ from kachery_resource.reader.chunk_source import ChunkSource
 from .chunkfake import ChunkFake
 from .conftest import blob
 
-CS = 4 * MIB
-SIZE = 2 * CS + 1000
+CS = 256 * 1024
+SIZE = 4 * MIB + 2 * CS + 1000  # past one chunk: chunks of 256 KiB
+assert chunk_size_for(SIZE) == CS
 
 
 @pytest.fixture
@@ -131,3 +132,22 @@ def test_an_expired_chunk_url_is_refreshed(fake: ChunkFake, tmp_path: Path) -> N
         assert f.read(10) == fake.data[:10]
     assert fake.chunk_gets == [0, 0]
     assert fake.finds == 3  # open's probe, the first URL, a fresh one after the 403
+
+
+def test_a_read_of_many_chunks_asks_once_and_small_reads_fetch_only_their_chunk(
+        fake: ChunkFake, tmp_path: Path) -> None:
+    """A read over 8 chunks is one fileRanges and one findChunks; scattered small reads
+    (HDF5 metadata) read nothing ahead; the chunk the first request already had uploaded
+    is not asked for again."""
+    with kachery_resource.open(f"sha1://{fake.sha1}", settings=settings(fake, tmp_path)) as f:
+        assert f.read(10) == fake.data[:10]
+        assert len(fake.asked) == 1 and fake.chunk_gets == [0]  # chunk 0 came with the first
+        f.seek(5 * CS + 100)
+        assert f.read(10) == fake.data[5 * CS + 100:5 * CS + 110]
+        assert f.read(10) == fake.data[5 * CS + 110:5 * CS + 120]  # a short sequential run
+        assert sorted(fake.chunk_gets) == [0, 5]
+        asked, finds = len(fake.asked), fake.finds
+        assert f.read_at(8 * CS, 8 * CS) == fake.data[8 * CS:16 * CS]
+        assert (len(fake.asked), fake.finds) == (asked + 1, finds + 1)
+        assert sorted(fake.chunk_gets) == [0, 5, *range(8, 16)]
+        assert fake.asked[-1]["ranges"] == [[8 * CS, 8 * CS]]

@@ -25,8 +25,11 @@ MIB = 1024 * 1024
 
 
 def test_chunk_size_grows_only_to_stay_within_max_chunks() -> None:
-    assert chunk_size_for(0) == chunk_size_for(1) == 4 * MIB
-    assert chunk_size_for(256 * 1024**3) == 4 * MIB  # exactly 65536 chunks
+    assert chunk_size_for(0) == chunk_size_for(1) == chunk_size_for(4 * MIB) == 4 * MIB  # one
+    assert chunk_size_for(4 * MIB + 1) == 256 * 1024  # 17 chunks
+    assert chunk_size_for(16 * 1024**3) == 256 * 1024  # exactly 65536 chunks
+    assert chunk_size_for(16 * 1024**3 + 1) == 512 * 1024
+    assert chunk_size_for(256 * 1024**3) == 4 * MIB
     assert chunk_size_for(256 * 1024**3 + 1) == 8 * MIB
     big = 5 * 1024**4
     assert -(-big // chunk_size_for(big)) <= chunking.MAX_CHUNKS
@@ -40,8 +43,9 @@ def test_chunks_covering_a_range(offset: int, length: int, expected: list[int]) 
     assert list(chunks_covering(10, 4, offset, length)) == expected  # chunks 0-3 4-7 8-9
 
 
+@pytest.mark.parametrize("block_size", [1000, 4096, 10000])
 @pytest.mark.parametrize("size", [0, 1, 4095, 4096, 4097, 3 * 4096, 3 * 4096 + 5])
-def test_chunk_sha1s_in_one_read(tmp_path: Path, size: int,
+def test_chunk_sha1s_in_one_read(tmp_path: Path, size: int, block_size: int,
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     data = os.urandom(size)
     path = tmp_path / "f"
@@ -54,7 +58,7 @@ def test_chunk_sha1s_in_one_read(tmp_path: Path, size: int,
         return real_open(file, *args, **kwargs)  # type: ignore[call-overload]
 
     monkeypatch.setattr("builtins.open", counting_open)
-    sha1, read, chunk_sha1 = hashing.sha1_and_chunks_of_file(path, 4096, block_size=1000)
+    sha1, read, chunk_sha1 = hashing.sha1_and_chunks_of_file(path, 4096, block_size=block_size)
     assert opened == [str(path)]
     assert (sha1, read) == (hashlib.sha1(data).hexdigest(), size)
     assert chunk_sha1 == "".join(hashlib.sha1(data[i:i + 4096]).hexdigest()
@@ -69,8 +73,8 @@ def test_link_records_the_chunk_list(tmp_path: Path) -> None:
     path.write_bytes(data)
     sha1 = store.link(path)
     found = ChunkRecords(store.root).get(sha1, len(data))
-    assert found is not None and found.count == 2
-    assert found.sha1_of(1) == hashlib.sha1(data[4 * MIB:]).hexdigest()
+    assert found is not None and found.count == 17 and found.chunk_size == 256 * 1024
+    assert found.sha1_of(16) == hashlib.sha1(data[4 * MIB:]).hexdigest()
     assert ChunkRecords(store.root).get(sha1, len(data) + 1) is None  # not for another size
 
 
@@ -82,7 +86,7 @@ def test_ensure_refuses_a_file_that_changed(tmp_path: Path) -> None:
     with pytest.raises(FileChangedError, match="no longer has sha1"):
         records.ensure("a" * 40, path, len(data))
     chunks = records.ensure(hashlib.sha1(data).hexdigest(), path, len(data))
-    assert chunks.count == 2 and records.get(chunks.sha1, len(data)) == chunks
+    assert chunks.count == 17 and records.get(chunks.sha1, len(data)) == chunks
 
 
 def test_a_file_of_one_chunk_needs_no_record(tmp_path: Path) -> None:
@@ -126,3 +130,25 @@ def test_signed_list_round_trip_and_forgeries() -> None:
         read_signed_chunk_list(resigned, "default")
     with pytest.raises(IntegrityError, match="not JSON"):
         read_signed_chunk_list(b"{", "default")
+
+
+def test_lists_of_the_old_chunk_size_are_not_used(tmp_path: Path) -> None:
+    """Version 1 had 4 MiB chunks above 4 MiB: such a record is computed again, and such a
+    signed list is refused by its version."""
+    data = os.urandom(4 * MIB + 5)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    sha1 = hashlib.sha1(data).hexdigest()
+    records = ChunkRecords(tmp_path / "store")
+    old = "".join(hashlib.sha1(data[i:i + 4 * MIB]).hexdigest() for i in (0, 4 * MIB))
+    records.path(sha1).parent.mkdir(parents=True)
+    records.path(sha1).write_text(json.dumps({"size": len(data), "chunkSize": 4 * MIB,
+                                              "chunkSha1": old}))
+    assert records.get(sha1, len(data)) is None
+    assert records.ensure(sha1, path, len(data)).chunk_size == 256 * 1024
+
+    keys = ClientKeys.generate()
+    payload = {"type": "chunkList", "version": 1, "zone": "default", "hashAlg": "sha1",
+               "hash": sha1, "size": len(data), "chunkSize": 4 * MIB, "chunkSha1": old}
+    with pytest.raises(IntegrityError, match="version is 1, not 2"):
+        read_signed_chunk_list(json.dumps(signed_envelope(keys, payload)).encode(), "default")

@@ -10,8 +10,9 @@ A request names a sha1 and up to 16 byte ranges. The answer is one of::
     ready         ``size``, ``chunkSize`` and ``chunks``: the state of each chunk asked for
 
 One :class:`ChunkJob` per (sha1, chunk index) however many readers ask, like the one job
-per hash of :mod:`.jobs`; chunk jobs share the upload slots with whole-file jobs but go
-first (:class:`.slots.Slots`), since a reader waits on them. At most ``MAX_CHUNKS``
+per hash of :mod:`.jobs`. The chunks a request starts go up together, in one upload slot
+(shared with whole-file jobs, but served first: :class:`.slots.Slots`, since a reader
+waits on them) with one ``initiateChunkUpload`` and their PUTs in parallel. At most ``MAX_CHUNKS``
 chunks (the first ones) are started per request: a reader reads ahead in several.
 
 After the chunks of a file's first request are done, and when ``upload_whole`` is set
@@ -26,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -39,6 +41,7 @@ from .jobs import JobManager, Resolver, public_error
 log = logging.getLogger("kachery_resource.daemon")
 
 MAX_CHUNKS = 64  # chunks started per request
+KEEP_LISTS = 16  # chunk lists kept in memory
 Progress = Callable[[int], None]
 
 
@@ -48,7 +51,8 @@ class ChunkUploader(Protocol):
     async def offered(self) -> bool: ...
 
     async def upload_chunks(self, local: LocalFile, chunks: ChunkList, indices: Iterable[int],
-                            progress: Progress) -> dict[int, bool]: ...
+                            progress: Progress,
+                            uploaded: Callable[[int], None] | None = None) -> dict[int, bool]: ...
 
 
 @dataclass(eq=False)
@@ -97,6 +101,7 @@ class RangeJobs:
         self._whole: asyncio.Queue[str] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._worker: asyncio.Task[None] | None = None
+        self._lists: OrderedDict[str, ChunkList] = OrderedDict()  # the last few, in memory
         self.chunk_uploads = 0  # chunk jobs that ran (for tests and status)
 
     def chunk_job(self, sha1: str, index: int) -> ChunkJob | None:
@@ -127,7 +132,7 @@ class RangeJobs:
             return answer("hashing")
         wanted = sorted({i for offset, length in ranges
                          for i in chunks_covering(chunks.size, chunks.chunk_size, offset, length)})
-        started = [self._ensure(local, chunks, i) for i in wanted[:MAX_CHUNKS]]
+        started = self._ensure(local, chunks, wanted[:MAX_CHUNKS])
         if started and sha1 not in self._whole_asked and self._upload_whole:
             self._whole_asked.add(sha1)
             self._spawn(self._whole_after(sha1, started))
@@ -140,8 +145,12 @@ class RangeJobs:
 
     async def _chunk_list(self, local: LocalFile, wait_sec: float) -> ChunkList | None:
         """The file's chunk list; None while it is still being computed after ``wait_sec``."""
-        found = self._records.get(local.sha1, local.size)
-        if found is not None:
+        found = self._lists.get(local.sha1) or self._records.get(local.sha1, local.size)
+        if found is not None and found.size == local.size:
+            self._lists[local.sha1] = found
+            self._lists.move_to_end(local.sha1)
+            while len(self._lists) > KEEP_LISTS:
+                self._lists.popitem(last=False)
             return found
         task = self._hashing.get(local.sha1)
         if task is None:
@@ -162,39 +171,62 @@ class RangeJobs:
 
         return done
 
-    def _ensure(self, local: LocalFile, chunks: ChunkList, index: int) -> ChunkJob:
-        key = (local.sha1, index)
-        job = self._chunks.get(key)
-        if job is None:
-            job = self._chunks[key] = ChunkJob(local.sha1, index)
-            job.task = asyncio.get_running_loop().create_task(
-                self._run(job, local, chunks), name=f"chunk {index} of {local.sha1}")
-        return job
+    def _ensure(self, local: LocalFile, chunks: ChunkList, indices: list[int]) -> list[ChunkJob]:
+        """The jobs of chunks ``indices``: the running ones joined, the others started
+        together (one slot, one initiate, their PUTs in parallel: :meth:`_run`)."""
+        jobs, new = [], []
+        for i in indices:
+            job = self._chunks.get((local.sha1, i))
+            if job is None:
+                job = self._chunks[(local.sha1, i)] = ChunkJob(local.sha1, i)
+                new.append(job)
+            jobs.append(job)
+        if new:
+            task = asyncio.get_running_loop().create_task(
+                self._run(new, local, chunks), name=f"chunks {indices[0]}.. of {local.sha1}")
+            for job in new:
+                job.task = task
+        return jobs
 
-    async def _run(self, job: ChunkJob, local: LocalFile, chunks: ChunkList) -> None:
+    async def _run(self, group: list[ChunkJob], local: LocalFile, chunks: ChunkList) -> None:
+        by_index = {job.index: job for job in group}
+
+        def uploaded(index: int) -> None:
+            job = by_index[index]
+            job.state, job.bytes_uploaded = UploadState.COMPLETED, chunks.span(index)[1]
+            job.done.set()
+            self._forget_later(job)
+
         try:
             async with self._jobs.slots.hold(urgent=True):
-                job.state = UploadState.RUNNING
-                self.chunk_uploads += 1
-                await self._plan.upload_chunks(local, chunks, [job.index], job.add_progress)
-            job.state = UploadState.COMPLETED
+                for job in group:
+                    job.state = UploadState.RUNNING
+                self.chunk_uploads += len(group)
+                await self._plan.upload_chunks(local, chunks, list(by_index), lambda n: None,
+                                               uploaded)
         except asyncio.CancelledError:
-            self._fail(job, "the resource daemon stopped during the upload")
+            self._fail_rest(group, "the resource daemon stopped during the upload")
             raise
         except FileChangedError as exc:
             with contextlib.suppress(OSError):  # the list no longer matches the file
-                self._records.path(job.sha1).unlink()
-            self._fail(job, f"file changed: {exc}")
-            log.warning("chunk %d of sha1://%s: %s", job.index, job.sha1, exc)
+                self._records.path(local.sha1).unlink()
+            self._lists.pop(local.sha1, None)
+            self._fail_rest(group, f"file changed: {exc}")
+            log.warning("chunks of sha1://%s: %s", local.sha1, exc)
         except (KacheryResourceError, OSError) as exc:
-            self._fail(job, str(exc))
-            log.warning("chunk %d of sha1://%s failed: %s", job.index, job.sha1, exc)
+            self._fail_rest(group, str(exc))
+            log.warning("chunks of sha1://%s failed: %s", local.sha1, exc)
         except Exception as exc:  # a bug: report it to the reader instead of hanging
-            self._fail(job, f"internal error in the resource daemon: {exc!r}")
-            log.exception("chunk %d of sha1://%s failed unexpectedly", job.index, job.sha1)
-        finally:
-            job.done.set()
-            self._forget_later(job)
+            self._fail_rest(group, f"internal error in the resource daemon: {exc!r}")
+            log.exception("chunks of sha1://%s failed unexpectedly", local.sha1)
+
+    def _fail_rest(self, group: list[ChunkJob], error: str) -> None:
+        """Every job of ``group`` not uploaded yet ends in ``error``."""
+        for job in group:
+            if not job.done.is_set():
+                self._fail(job, error)
+                job.done.set()
+                self._forget_later(job)
 
     def _fail(self, job: ChunkJob, error: str) -> None:
         job.state = UploadState.ERROR

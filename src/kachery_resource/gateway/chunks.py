@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 from aiohttp import web
 from pydantic import Field
 
-from ..chunking import MAX_CHUNKS, chunk_size_for
+from ..chunking import LIST_VERSION, MAX_CHUNKS, chunk_size_for
 from ..errors import IntegrityError
 from . import keys
 from .api import DIRECT_URL_TTL_SEC, Call, Handler
@@ -272,5 +272,5 @@ HANDLERS: dict[str, Handler] = {
 
 def capability() -> dict[str, Any]:
     """What ``/api/info`` says under ``chunkUpload``."""
-    return {"requestTypes": sorted(HANDLERS), "maxChunks": MAX_CHUNKS,
-            "maxChunkListBytes": MAX_LIST_BYTES}
+    return {"requestTypes": sorted(HANDLERS), "listVersion": LIST_VERSION,
+            "maxChunks": MAX_CHUNKS, "maxChunkListBytes": MAX_LIST_BYTES}

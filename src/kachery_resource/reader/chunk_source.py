@@ -1,9 +1,10 @@
 """Reading a file that is not in the bucket yet: the daemon uploads just the chunks a read
 needs (``fileRanges``), the reader checks and reads them (docs/design-chunks.md).
 
-For each read: one ``fileRanges`` request for the chunks it covers (the daemon waits for
-them, up to 20 s per request), then ``findChunks`` on the gateway for their URLs. Before
-any byte is used:
+For each read: one ``fileRanges`` request for the chunks it covers that the daemon has not
+yet reported uploaded (the daemon waits for them, up to 20 s per request), then one
+``findChunks`` on the gateway for their URLs, then ``DOWNLOADS`` chunks downloaded at
+once. Before any byte is used:
 
 - the chunk list (fetched once) must carry a valid signature (``chunking``'s one check)
   by a registered client of the zone (``getClientInfo``, cached per signer), for this
@@ -25,6 +26,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import requests
@@ -46,8 +48,11 @@ from .source import BucketSource, RangeSource
 log = logging.getLogger("kachery_resource.reader")
 
 WAIT_SEC = 20.0  # how long the daemon may hold each fileRanges request
-KEEP_CHUNKS = 8  # verified chunks kept in memory (4 MiB each at most sizes)
-MAX_INDICES = 64
+KEEP_BYTES = 32 * 1024 * 1024  # verified chunks kept in memory (the file's blocks are
+#                                 cached above, in the fetcher)
+MAX_INDICES = 64  # chunks per fileRanges and findChunks
+MAX_RANGES = 16  # ranges per fileRanges
+DOWNLOADS = 4  # chunks downloaded at once
 _NO_RANGES: set[str] = set()  # resources that do not serve ranges, for this session
 _SIGNERS: dict[tuple[str, str, str], bool] = {}  # (gateway, zone, client id) -> registered
 _FIND_DELAYS = (0.0, 0.05, 0.2, 0.5, 1.0)
@@ -94,7 +99,10 @@ class ChunkSource:
         self._lock = threading.Lock()  # control calls (daemon, gateway) one at a time
         self._cache_lock = threading.Lock()  # the verified chunks (never held while waiting)
         self._cache: OrderedDict[int, bytes] = OrderedDict()
+        self._cache_bytes = 0
+        self._uploaded: set[int] = set()  # chunks the daemon reported in the bucket
         self._urls: dict[int, str] = {}
+        self._pool: ThreadPoolExecutor | None = None
         self._list: ChunkList | None = None
         self._whole: RangeSource | None = None
         self._local = threading.local()
@@ -107,30 +115,27 @@ class ChunkSource:
         first = self._ask([0], first=True)
         self.size = int(first["size"])
         self.chunk_size = int(first["chunkSize"])
-        if self.chunk_size != chunk_size_for(self.size):
-            raise IntegrityError(f"the resource gave chunk size {self.chunk_size} for "
-                                 f"{self.name} ({self.size} bytes); it must be "
-                                 f"{chunk_size_for(self.size)}")
+        if self.chunk_size != chunk_size_for(self.size):  # an older daemon's chunk sizes
+            raise RangesUnavailable(f"the resource gave chunk size {self.chunk_size} for "
+                                    f"{self.name} ({self.size} bytes), not "
+                                    f"{chunk_size_for(self.size)}")
 
     # -- reads --------------------------------------------------------------------------
     def read_range(self, start: int, end: int) -> bytes:
         if self._whole is not None:
             return self._whole.read_range(start, end)
         indices = list(chunks_covering(self.size, self.chunk_size, start, end - start))
-        missing = [i for i in indices if self._cached(i) is None]
-        if missing:
-            try:
-                self._fetch(missing)
-            except RangesUnavailable as why:
-                self._go_whole(str(why))
-                return self.read_range(start, end)
+        got = {i: data for i in indices if (data := self._cached(i)) is not None}
+        missing = [i for i in indices if i not in got]
+        try:
+            for k in range(0, len(missing), MAX_INDICES):
+                got.update(self._fetch(missing[k:k + MAX_INDICES]))
+        except RangesUnavailable as why:
+            self._go_whole(str(why))
+            return self.read_range(start, end)
         out = bytearray()
         for i in indices:
-            data = self._cached(i)
-            if data is None:  # evicted by another thread meanwhile
-                self._fetch([i])
-                data = self._cached(i)
-                assert data is not None
+            data = got[i]
             lo = max(start - i * self.chunk_size, 0)
             hi = min(end - i * self.chunk_size, len(data))
             out += data[lo:hi]
@@ -143,18 +148,31 @@ class ChunkSource:
                 self._cache.move_to_end(index)
             return data
 
-    def _fetch(self, indices: list[int]) -> None:
+    def _fetch(self, indices: list[int]) -> dict[int, bytes]:
+        """Chunks ``indices`` (at most ``MAX_INDICES``), verified: the daemon is asked for
+        those it has not reported uploaded, their URLs come in one ``findChunks``, and they
+        are downloaded in parallel."""
         with self._lock:
-            todo = [i for i in indices if self._cached(i) is None][:MAX_INDICES]
+            got = {i: data for i in indices if (data := self._cached(i)) is not None}
+            todo = [i for i in indices if i not in got]
             if not todo:
-                return
-            self._ask(todo)
-            for i in todo:
-                data = self._verified_chunk(i)
-                with self._cache_lock:
-                    self._cache[i] = data
-                    while len(self._cache) > KEEP_CHUNKS:
-                        self._cache.popitem(last=False)
+                return got
+            if need := [i for i in todo if i not in self._uploaded]:
+                self._ask(need)
+            self._find([i for i in todo if i not in self._urls])
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(DOWNLOADS, "kachery-chunks")
+            for i, data in zip(todo, self._pool.map(self._verified_chunk, todo), strict=True):
+                got[i] = data
+                self._keep(i, data)
+            return got
+
+    def _keep(self, index: int, data: bytes) -> None:
+        with self._cache_lock:
+            self._cache[index] = data
+            self._cache_bytes += len(data)
+            while self._cache_bytes > KEEP_BYTES and len(self._cache) > 1:
+                self._cache_bytes -= len(self._cache.popitem(last=False)[1])
 
     def _go_whole(self, why: str) -> None:
         with self._lock:
@@ -165,8 +183,7 @@ class ChunkSource:
     # -- the daemon ---------------------------------------------------------------------
     def _ask(self, indices: list[int], first: bool = False) -> dict[str, Any]:
         """``fileRanges`` for ``indices`` until each is uploaded; the last answer."""
-        cs = getattr(self, "chunk_size", 1)
-        span = (indices[0] * cs, (indices[-1] - indices[0] + 1) * cs) if not first else (0, 1)
+        ranges = [(0, 1)] if first else self._ranges(indices)
         end = None if self._timeout is None else time.monotonic() + self._timeout
         while True:
             left = None if end is None else end - time.monotonic()
@@ -175,7 +192,7 @@ class ChunkSource:
                                     f"within {self._timeout:g} s; try again later")
             try:
                 got = self._resource.request_ranges(
-                    self._uri, [span], WAIT_SEC if left is None else min(WAIT_SEC, left))
+                    self._uri, ranges, WAIT_SEC if left is None else min(WAIT_SEC, left))
             except Busy as busy:
                 time.sleep(busy.retry_after)
                 continue
@@ -184,6 +201,20 @@ class ChunkSource:
                 raise RangesUnavailable(str(exc)) from exc
             if self._done(got, indices, first):
                 return got
+
+    def _ranges(self, indices: list[int]) -> list[tuple[int, int]]:
+        """``[offset, length]`` of each run of consecutive chunks in ``indices`` (sorted),
+        or one span over them all when they make more runs than a request takes."""
+        runs: list[list[int]] = []
+        for i in indices:
+            if runs and runs[-1][1] == i:
+                runs[-1][1] = i + 1
+            else:
+                runs.append([i, i + 1])
+        if len(runs) > MAX_RANGES:
+            runs = [[indices[0], indices[-1] + 1]]
+        cs = self.chunk_size
+        return [(a * cs, (b - a) * cs) for a, b in runs]
 
     def _done(self, got: dict[str, Any], indices: list[int], first: bool) -> bool:
         status = got.get("status")
@@ -204,6 +235,8 @@ class ChunkSource:
         if first and not (isinstance(got.get("size"), int) and isinstance(got.get("chunkSize"), int)):
             raise GatewayError(f"the resource gave no size for {self.name}")
         states = {c.get("index"): c for c in got["chunks"] if isinstance(c, dict)}
+        self._uploaded.update(i for i, c in states.items()
+                              if isinstance(i, int) and c.get("status") == "completed")
         wanted = [] if first and got.get("size") == 0 else indices
         for i in wanted:
             chunk = states.get(i) or {}
@@ -214,12 +247,11 @@ class ChunkSource:
 
     # -- the gateway --------------------------------------------------------------------
     def _verified_chunk(self, index: int) -> bytes:
-        url = self._url(index, fresh=False)
-        data = self._get(url, index)
+        data = self._get(self._urls[index], index)
         if self._matches(index, data):
             return data
         self.refetched += 1
-        data = self._get(self._url(index, fresh=True), index)
+        data = self._get(self._url(index), index)
         if self._matches(index, data):
             return data
         raise IntegrityError(
@@ -231,17 +263,28 @@ class ChunkSource:
         return (len(data) == self._list.span(index)[1]
                 and hashlib.sha1(data).hexdigest() == self._list.sha1_of(index))
 
-    def _url(self, index: int, fresh: bool) -> str:
-        if not fresh and index in self._urls:
-            return self._urls[index]
+    def _url(self, index: int) -> str:
+        """A fresh URL of chunk ``index``."""
+        self._urls.pop(index, None)
+        self._find([index])
+        return self._urls[index]
+
+    def _find(self, indices: list[int]) -> None:
+        """The URLs of chunks ``indices`` (reported uploaded) in one ``findChunks``; checks
+        the chunk list the first time."""
+        if not indices:
+            return
         for delay in _FIND_DELAYS:  # the gateway may lag the daemon's report by a moment
             time.sleep(delay)
-            found = self._gateway.find_chunks(self._sha1, [index])
-            if found.get("found"):
+            found = self._gateway.find_chunks(self._sha1, indices)
+            chunks = found.get("chunks")
+            if found.get("wholeFile") or (isinstance(chunks, dict)
+                                          and all(str(i) in chunks for i in indices)):
                 break
         else:
-            raise GatewayError(f"the resource reported chunk {index} of {self.name} uploaded, "
-                               f"but the gateway at {self._gateway.url} does not have it")
+            raise GatewayError(f"the resource reported chunks {indices[:5]} of {self.name} "
+                               f"uploaded, but the gateway at {self._gateway.url} does not "
+                               "have them")
         if found.get("wholeFile"):
             url, size = found.get("url"), found.get("size")
             if not isinstance(url, str):
@@ -250,12 +293,12 @@ class ChunkSource:
                                        FoundFile(url, size if isinstance(size, int) else None))
             raise RangesUnavailable("the whole file is in the bucket now")
         self._check_list(found)
-        chunks = found.get("chunks")
-        url = chunks.get(str(index)) if isinstance(chunks, dict) else None
-        if not isinstance(url, str):
-            raise GatewayError(f"the gateway gave no URL for chunk {index} of {self.name}")
-        self._urls[index] = url
-        return url
+        assert isinstance(chunks, dict)
+        for i in indices:
+            url = chunks[str(i)]
+            if not isinstance(url, str):
+                raise GatewayError(f"the gateway gave no URL for chunk {i} of {self.name}")
+            self._urls[i] = url
 
     def _check_list(self, found: dict[str, Any]) -> None:
         if self._list is not None:
@@ -295,7 +338,7 @@ class ChunkSource:
         except GatewayError as exc:
             if exc.status not in (400, 401, 403):
                 raise
-        return self._download(self._url(index, fresh=True), f"chunk {index} of {self.name}")
+        return self._download(self._url(index), f"chunk {index} of {self.name}")
 
     def _download(self, url: str, what: str) -> bytes:
         session: requests.Session | None = getattr(self._local, "session", None)
@@ -312,6 +355,8 @@ class ChunkSource:
         return resp.content
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
         if self._whole is not None:
             self._whole.close()
         for session in self._sessions:

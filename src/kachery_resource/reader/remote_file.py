@@ -42,7 +42,7 @@ class RemoteFile(io.RawIOBase):
         self.size = fetcher.size
         self._pos = 0
         self._lock = threading.Lock()
-        self._run_end = 0  # a read from the start begins a sequential run
+        self._run_start = self._run_end = 0  # a read from the start begins a sequential run
         self._ahead_blocks = 0
         self._max_ahead_blocks = max(0, max_readahead // fetcher.block_size)
 
@@ -148,12 +148,15 @@ class RemoteFile(io.RawIOBase):
         return b"".join(blocks)  # the one copy
 
     def _readahead(self, offset: int, end: int) -> int:
-        """Blocks to fetch beyond this read: doubles on every sequential read, reset by a jump."""
-        if offset == self._run_end:
-            wanted = max(self._ahead_blocks * 2, -(-(end - offset) // self._fetcher.block_size))
+        """Blocks to fetch beyond this read: none until a sequential run spans a block (small
+        scattered reads, such as HDF5's metadata, fetch only what they touch), then doubling
+        on every sequential read; a jump resets it."""
+        bs = self._fetcher.block_size
+        if offset != self._run_end:
+            self._run_start, self._ahead_blocks = offset, 0
+        if end - self._run_start >= bs:
+            wanted = max(self._ahead_blocks * 2, -(-(end - offset) // bs))
             self._ahead_blocks = min(self._max_ahead_blocks, wanted)
-        else:
-            self._ahead_blocks = 0
         self._run_end = end
         return self._ahead_blocks
 

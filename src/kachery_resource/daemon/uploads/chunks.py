@@ -51,9 +51,10 @@ class ChunksPlan:
         return offers_chunks(await with_retries("GET /api/info", self.gateway.capabilities))
 
     async def upload_chunks(self, local: LocalFile, chunks: ChunkList, indices: Iterable[int],
-                            progress: Progress) -> dict[int, bool]:
+                            progress: Progress,
+                            uploaded: Callable[[int], None] | None = None) -> dict[int, bool]:
         """Upload chunks ``indices`` of ``local``; for each, False when the gateway already
-        had it (nothing sent)."""
+        had it (nothing sent). ``uploaded`` is told each index once its chunk is readable."""
         if chunks.sha1 != local.sha1 or chunks.size != local.size:
             raise ValueError(f"the chunk list of sha1://{chunks.sha1} is not {local.path}'s")
         wanted = sorted(set(indices))
@@ -66,15 +67,18 @@ class ChunksPlan:
             batch = wanted[start:start + MAX_INDICES]
             targets = await with_retries(f"initiateChunkUpload sha1://{chunks.sha1}",
                                          functools.partial(self.api.initiate_chunks, chunks, batch))
-            await _all(self._send_in_turn(gate, sent, local, chunks, i, t, progress)
+            await _all(self._send_in_turn(gate, sent, local, chunks, i, t, progress, uploaded)
                        for i, t in targets.items())
         return sent
 
     async def _send_in_turn(self, gate: asyncio.Semaphore, sent: dict[int, bool],
                             local: LocalFile, chunks: ChunkList, index: int,
-                            target: UploadTarget, progress: Progress) -> None:
+                            target: UploadTarget, progress: Progress,
+                            uploaded: Callable[[int], None] | None) -> None:
         async with gate:
             sent[index] = await self._send_chunk(local, chunks, index, target, progress)
+        if uploaded is not None:
+            uploaded(index)
 
     async def register(self, chunks: ChunkList) -> None:
         """Put the signed chunk list in the gateway's hands (once per sha1)."""

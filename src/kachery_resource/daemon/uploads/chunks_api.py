@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...chunking import ChunkList
+from ...chunking import LIST_VERSION, ChunkList
 from ...errors import GatewayError
 from .gateway import DaemonGateway, UploadTarget
 
@@ -15,9 +15,11 @@ MAX_INDICES = 64  # chunks per initiateChunkUpload
 
 
 def offers_chunks(info: dict[str, Any]) -> bool:
-    """Whether ``GET /api/info`` lists every chunk request type."""
+    """Whether ``GET /api/info`` lists every chunk request type, for chunk lists of our
+    version (the chunk sizes: a gateway of version 1 expects other ones)."""
     chunks = info.get("chunkUpload")
-    return isinstance(chunks, dict) and set(chunks.get("requestTypes") or []) >= REQUEST_TYPES
+    return (isinstance(chunks, dict) and set(chunks.get("requestTypes") or []) >= REQUEST_TYPES
+            and chunks.get("listVersion") == LIST_VERSION)
 
 
 class ChunksApi:
