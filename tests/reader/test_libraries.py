@@ -1,4 +1,5 @@
-"""Libraries reading through the reader: h5py on ``open()``, pandas through fsspec."""
+"""Libraries reading through the reader: h5py and xarray on ``open()``, pandas, xarray and
+zarr through fsspec."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
+import zarr
 
 import kachery_resource
 
@@ -94,3 +97,37 @@ def test_fsspec_reads_the_kachery_form(kachery_env: Served) -> None:
     sha1 = kachery_env.put(data)
     with fsspec.open(f"kachery://default:sha1:{sha1}", "rb") as f:
         assert f.read() == data
+
+
+def test_xarray_reads_netcdf_lazily(kachery_env: Served, kc_dir: Path) -> None:
+    """netCDF4 (HDF5) through xarray's h5netcdf engine: on ``open()``, reading a slice
+    fetches a small part of the file; on a ``sha1://`` URL, through fsspec."""
+    rng = np.random.default_rng(11)
+    values = rng.standard_normal((20000, 64)).astype("f4")
+    ds = xr.Dataset({"lfp": (("time", "channel"), values)},
+                    coords={"time": np.arange(20000) / 1000.0}, attrs={"lab": "kachery"})
+    data = bytes(ds.to_netcdf(engine="h5netcdf",
+                              encoding={"lfp": {"chunksizes": (500, 64)}}))
+    sha1 = kachery_env.put(data)
+    with kachery_resource.open(f"sha1://{sha1}", block_size=16 * 1024) as f, \
+            xr.open_dataset(f, engine="h5netcdf") as read:
+        assert read.attrs["lab"] == "kachery" and read["lfp"].shape == (20000, 64)
+        np.testing.assert_array_equal(read["lfp"][2000:2010].values, values[2000:2010])
+        fetched = sum(end - start for start, end in f.range_requests)
+    assert fetched < len(data) / 4  # the time index and the chunk of the slice
+    with xr.open_dataset(f"sha1://{sha1}", engine="h5netcdf") as read:
+        np.testing.assert_array_equal(read["time"].values, np.arange(20000) / 1000.0)
+
+
+def test_zarr_reads_a_zipped_store_through_fsspec(kachery_env: Served, tmp_path: Path) -> None:
+    """A Zarr store shared as one zip file: ``zip::sha1://…`` chains fsspec's zip
+    filesystem over ours."""
+    values = np.arange(100_000, dtype="f4").reshape(2000, 50)
+    path = tmp_path / "units.zarr.zip"
+    store = zarr.storage.ZipStore(path, mode="w")
+    zarr.create_array(store, shape=values.shape, chunks=(200, 50), dtype="f4")[:] = values
+    store.close()
+    sha1 = kachery_env.put(path.read_bytes())
+    array = zarr.open_array(f"zip::sha1://{sha1}", mode="r")
+    assert array.shape == values.shape
+    np.testing.assert_array_equal(array[1234:1240], values[1234:1240])
