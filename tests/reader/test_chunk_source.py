@@ -20,7 +20,7 @@ from .chunkfake import ChunkFake
 from .conftest import blob
 
 CS = 256 * 1024
-SIZE = 4 * MIB + 2 * CS + 1000  # past one chunk: chunks of 256 KiB
+SIZE = 10 * MIB + 1000  # past one chunk: 41 chunks of 256 KiB
 assert chunk_size_for(SIZE) == CS
 
 
@@ -151,3 +151,17 @@ def test_a_read_of_many_chunks_asks_once_and_small_reads_fetch_only_their_chunk(
         assert (len(fake.asked), fake.finds) == (asked + 1, finds + 1)
         assert sorted(fake.chunk_gets) == [0, 5, *range(8, 16)]
         assert fake.asked[-1]["ranges"] == [[8 * CS, 8 * CS]]
+
+
+def test_a_read_over_many_runs_of_missing_chunks(fake: ChunkFake, tmp_path: Path) -> None:
+    """The chunks a read misses between cached ones go as runs, 16 runs per fileRanges
+    (the source's own reads: the file above it asks for uncached runs one by one)."""
+    with kachery_resource.open(f"sha1://{fake.sha1}", settings=settings(fake, tmp_path)) as f:
+        src = source_of(f)
+        assert isinstance(src, ChunkSource)
+        for k in range(2, 40, 2):  # every even chunk cached: 19 of them
+            assert src.read_range(k * CS, k * CS + 1) == fake.data[k * CS:k * CS + 1]
+        asked = len(fake.asked)
+        assert src.read_range(CS, 40 * CS) == fake.data[CS:40 * CS]  # 20 odd chunks missing
+        assert [len(r["ranges"]) for r in fake.asked[asked:]] == [16, 4]
+        assert sorted(fake.chunk_gets) == list(range(1, 40))

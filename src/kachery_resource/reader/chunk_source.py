@@ -157,8 +157,9 @@ class ChunkSource:
             todo = [i for i in indices if i not in got]
             if not todo:
                 return got
-            if need := [i for i in todo if i not in self._uploaded]:
-                self._ask(need)
+            runs = _runs([i for i in todo if i not in self._uploaded])
+            for k in range(0, len(runs), MAX_RANGES):
+                self._ask([i for run in runs[k:k + MAX_RANGES] for i in run])
             self._find([i for i in todo if i not in self._urls])
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(DOWNLOADS, "kachery-chunks")
@@ -203,18 +204,9 @@ class ChunkSource:
                 return got
 
     def _ranges(self, indices: list[int]) -> list[tuple[int, int]]:
-        """``[offset, length]`` of each run of consecutive chunks in ``indices`` (sorted),
-        or one span over them all when they make more runs than a request takes."""
-        runs: list[list[int]] = []
-        for i in indices:
-            if runs and runs[-1][1] == i:
-                runs[-1][1] = i + 1
-            else:
-                runs.append([i, i + 1])
-        if len(runs) > MAX_RANGES:
-            runs = [[indices[0], indices[-1] + 1]]
+        """``(offset, length)`` of each run of consecutive chunks in ``indices``."""
         cs = self.chunk_size
-        return [(a * cs, (b - a) * cs) for a, b in runs]
+        return [(run.start * cs, len(run) * cs) for run in _runs(indices)]
 
     def _done(self, got: dict[str, Any], indices: list[int], first: bool) -> bool:
         status = got.get("status")
@@ -356,8 +348,19 @@ class ChunkSource:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown(wait=False, cancel_futures=True)  # the sessions close below
         if self._whole is not None:
             self._whole.close()
         for session in self._sessions:
             session.close()
+
+
+def _runs(indices: list[int]) -> list[range]:
+    """The runs of consecutive numbers in ``indices`` (sorted)."""
+    runs: list[range] = []
+    for i in indices:
+        if runs and runs[-1].stop == i:
+            runs[-1] = range(runs[-1].start, i + 1)
+        else:
+            runs.append(range(i, i + 1))
+    return runs
