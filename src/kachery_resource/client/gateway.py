@@ -37,6 +37,11 @@ class FoundFile:
     size: int | None
 
 
+#: how long a findFile answer may take: a gateway may ask the zone's resources first and
+#: wait for the upload (``onDemandWaitSec``, at most 300 s; 25 s by default)
+FIND_READ_TIMEOUT_SEC = 310.0
+
+
 class GatewayClient:
     """Calls ``POST {gateway}/api/gateway`` signed with the client's keys.
 
@@ -65,9 +70,10 @@ class GatewayClient:
         """Where to download ``sha1`` from, or None if the zone's bucket lacks it."""
         if self._api_key:
             body = self._call({"type": "findFileRequest", "hashAlg": "sha1", "hash": sha1,
-                               "zoneName": self.zone})
+                               "zoneName": self.zone}, FIND_READ_TIMEOUT_SEC)
         else:
-            body = self._call({"type": "findFile", "hashAlg": "sha1", "hash": sha1, "zone": self.zone})
+            body = self._call({"type": "findFile", "hashAlg": "sha1", "hash": sha1,
+                               "zone": self.zone}, FIND_READ_TIMEOUT_SEC)
         if not body.get("found"):
             return None
         url = body.get("url")
@@ -109,14 +115,15 @@ class GatewayClient:
             return f"; {no_keys_hint(self.zone)}"
         return ""
 
-    def _call(self, payload: dict[str, Any]) -> dict[str, Any]:
+    def _call(self, payload: dict[str, Any], read_timeout: float = 0) -> dict[str, Any]:
+        timeout = (self._timeout, max(self._timeout, read_timeout))
         if self._api_key:
             body: dict[str, Any] = payload
             headers = {"Authorization": f"Bearer {self._api_key}"}
         else:
             body, headers = signed_envelope(self._keys, payload), {}
         try:
-            resp = self._session.post(self.url, json=body, headers=headers, timeout=self._timeout)
+            resp = self._session.post(self.url, json=body, headers=headers, timeout=timeout)
         except requests.RequestException as exc:
             raise GatewayError(
                 f"cannot reach the gateway at {self.url}: {connection_problem(exc)}; check "
