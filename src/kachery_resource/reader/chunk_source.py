@@ -15,7 +15,7 @@ once. Before any byte is used:
 
 ``findChunks`` answering ``wholeFile`` (the daemon's background upload finished) moves
 the source to the bucket. A resource that does not serve ranges (an older proxy or
-daemon, a gateway without chunks) is remembered for the session (:func:`ranges_offered`).
+daemon, a gateway without chunks) is remembered for the session (:mod:`.offers`).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from ..errors import (
     UploadFailedError,
     connection_problem,
 )
+from .offers import RangesUnavailable, no_ranges
 from .source import BucketSource, RangeSource
 
 log = logging.getLogger("kachery_resource.reader")
@@ -53,36 +54,8 @@ KEEP_BYTES = 32 * 1024 * 1024  # verified chunks kept in memory (the file's bloc
 MAX_INDICES = 64  # chunks per fileRanges and findChunks
 MAX_RANGES = 16  # ranges per fileRanges
 DOWNLOADS = 4  # chunks downloaded at once
-_NO_RANGES: set[str] = set()  # resources that do not serve ranges, for this session
 _SIGNERS: dict[tuple[str, str, str], bool] = {}  # (gateway, zone, client id) -> registered
 _FIND_DELAYS = (0.0, 0.05, 0.2, 0.5, 1.0)
-
-
-def ranges_offered(session: requests.Session, resource_url: str) -> bool:
-    """Whether the resource's proxy routes ``fileRanges`` (its ``/api/info`` says so), and
-    this session has not seen the resource refuse them."""
-    if resource_url in _NO_RANGES:
-        return False
-    proxy = resource_url.rstrip("/").rsplit("/r/", 1)[0]
-    try:
-        resp = session.get(f"{proxy}/api/info", timeout=10)
-        info = resp.json() if resp.status_code == 200 else None
-    except (requests.RequestException, ValueError):
-        info = None
-    types = info.get("resourceRequestTypes") if isinstance(info, dict) else None
-    if not (isinstance(types, list) and "fileRanges" in types):
-        _NO_RANGES.add(resource_url)
-        return False
-    return True
-
-
-def no_ranges(resource_url: str) -> None:
-    """Remember that ``resource_url`` does not serve ranges (for this session)."""
-    _NO_RANGES.add(resource_url)
-
-
-class RangesUnavailable(Exception):
-    """The resource cannot serve ranges: read the file the whole-file way."""
 
 
 class ChunkSource:

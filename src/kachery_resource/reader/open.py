@@ -31,8 +31,9 @@ from ..errors import (
 )
 from ..store import LocalStore
 from ..uri import parse_uri
-from .chunk_source import ChunkSource, RangesUnavailable, ranges_offered
+from .chunk_source import ChunkSource
 from .fetcher import BlockFetcher
+from .offers import RangesUnavailable, ranges_offered
 from .remote_file import (
     DEFAULT_BLOCK_SIZE,
     DEFAULT_CACHE_SIZE,
