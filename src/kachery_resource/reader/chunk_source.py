@@ -26,7 +26,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import requests
@@ -69,12 +69,13 @@ class ChunkSource:
         self._uri, self._sha1 = uri, sha1
         self._gateway, self._resource = gateway, resource
         self._whole_factory, self._timeout = whole, timeout
-        self._lock = threading.Lock()  # control calls (daemon, gateway) one at a time
+        self._lock = threading.Lock()  # the pool, the list's check, the move to the bucket
         self._cache_lock = threading.Lock()  # the verified chunks (never held while waiting)
         self._cache: OrderedDict[int, bytes] = OrderedDict()
         self._cache_bytes = 0
         self._uploaded: set[int] = set()  # chunks the daemon reported in the bucket
         self._urls: dict[int, str] = {}
+        self._inflight: dict[int, Future[bytes]] = {}  # chunks being fetched
         self._pool: ThreadPoolExecutor | None = None
         self._list: ChunkList | None = None
         self._whole: RangeSource | None = None
@@ -122,24 +123,52 @@ class ChunkSource:
             return data
 
     def _fetch(self, indices: list[int]) -> dict[int, bytes]:
-        """Chunks ``indices`` (at most ``MAX_INDICES``), verified: the daemon is asked for
-        those it has not reported uploaded, their URLs come in one ``findChunks``, and they
-        are downloaded in parallel."""
+        """Chunks ``indices`` (at most ``MAX_INDICES``), verified. One fetch per chunk
+        however many threads read it; fetches of other chunks run meanwhile (a read-ahead
+        overlaps the read before it)."""
+        got: dict[int, bytes] = {}
+        waits: dict[int, Future[bytes]] = {}
+        mine: dict[int, Future[bytes]] = {}
+        with self._cache_lock:
+            for i in indices:
+                if (data := self._cache.get(i)) is not None:
+                    got[i] = data
+                elif i in self._inflight:
+                    waits[i] = self._inflight[i]
+                else:
+                    mine[i] = self._inflight[i] = Future()
+        try:
+            if mine:
+                for i, data in self._load(list(mine)).items():
+                    got[i] = data
+                    self._keep(i, data)
+                    mine[i].set_result(data)
+        except BaseException as exc:
+            for future in mine.values():
+                if not future.done():
+                    future.set_exception(exc)
+            raise
+        finally:
+            with self._cache_lock:
+                for i in mine:
+                    self._inflight.pop(i, None)
+        for i, future in waits.items():
+            got[i] = future.result()
+        return got
+
+    def _load(self, todo: list[int]) -> dict[int, bytes]:
+        """The daemon is asked for the chunks it has not reported uploaded (as runs, 16 per
+        ``fileRanges``), their URLs come in one ``findChunks``, and they are downloaded
+        ``DOWNLOADS`` at a time."""
+        runs = _runs([i for i in todo if i not in self._uploaded])
+        for k in range(0, len(runs), MAX_RANGES):
+            self._ask([i for run in runs[k:k + MAX_RANGES] for i in run])
+        self._find([i for i in todo if i not in self._urls])
         with self._lock:
-            got = {i: data for i in indices if (data := self._cached(i)) is not None}
-            todo = [i for i in indices if i not in got]
-            if not todo:
-                return got
-            runs = _runs([i for i in todo if i not in self._uploaded])
-            for k in range(0, len(runs), MAX_RANGES):
-                self._ask([i for run in runs[k:k + MAX_RANGES] for i in run])
-            self._find([i for i in todo if i not in self._urls])
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(DOWNLOADS, "kachery-chunks")
-            for i, data in zip(todo, self._pool.map(self._verified_chunk, todo), strict=True):
-                got[i] = data
-                self._keep(i, data)
-            return got
+            pool = self._pool
+        return dict(zip(todo, pool.map(self._verified_chunk, todo), strict=True))
 
     def _keep(self, index: int, data: bytes) -> None:
         with self._cache_lock:
@@ -266,8 +295,11 @@ class ChunkSource:
             self._urls[i] = url
 
     def _check_list(self, found: dict[str, Any]) -> None:
-        if self._list is not None:
-            return
+        with self._lock:  # once, whichever read gets here first
+            if self._list is None:
+                self._check_new_list(found)
+
+    def _check_new_list(self, found: dict[str, Any]) -> None:
         if found.get("size") != self.size or found.get("chunkSize") != self.chunk_size:
             raise IntegrityError(f"the gateway's chunks of {self.name} are for another size "
                                  f"({found.get('size')}, chunk size {found.get('chunkSize')})")
