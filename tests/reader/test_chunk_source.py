@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,19 @@ def test_a_read_over_many_runs_of_missing_chunks(fake: ChunkFake, tmp_path: Path
         assert src.read_range(CS, 40 * CS) == fake.data[CS:40 * CS]  # 20 odd chunks missing
         assert [len(r["ranges"]) for r in fake.asked[asked:]] == [16, 4]
         assert sorted(fake.chunk_gets) == list(range(1, 40))
+
+
+def test_concurrent_readers_fetch_each_chunk_once(fake: ChunkFake, tmp_path: Path) -> None:
+    """Threads reading the same and neighbouring chunks at once: every chunk is asked for,
+    found and downloaded once, and each thread gets its bytes."""
+    with kachery_resource.open(f"sha1://{fake.sha1}", settings=settings(fake, tmp_path)) as f:
+        src = source_of(f)
+        assert isinstance(src, ChunkSource)
+        spans = [((k % 4) * 3 * CS + 7, (k % 4) * 3 * CS + 4 * CS) for k in range(16)]
+        with ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(lambda span: src.read_range(*span), spans))
+        assert results == [fake.data[a:b] for a, b in spans]
+        assert sorted(fake.chunk_gets) == list(range(13))  # chunks 0-12, once each
+        asked = [i for r in fake.asked for off, n in r["ranges"]
+                 for i in range(off // CS, (off + n) // CS)]
+        assert len(asked) == len(set(asked))
