@@ -85,7 +85,7 @@ def open(
     source = _source(uri, sha1, settings, timeout)
     if isinstance(source, ChunkSource):  # each chunk read ahead is one the daemon must send
         max_readahead = min(max_readahead, CHUNK_READAHEAD * source.chunk_size)
-        workers = 1  # a read's chunks are asked for at once; the source downloads in parallel
+        workers = 2  # a read and the read-ahead after it at once; each source call downloads in parallel
     fetcher = BlockFetcher(source, sha1, block_size=block_size,
                            cache_size=max(cache_size, max_readahead + max_request, block_size),
                            max_request=max(max_request, block_size), workers=workers)

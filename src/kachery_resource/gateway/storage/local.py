@@ -31,6 +31,7 @@ from .base import PartInfo, Storage, UrlContext, content_mismatch, nothing_uploa
 from .local_parts import PART_KEY, LocalParts, scan_markers
 
 BATCH_BYTES = 4 * 1024 * 1024
+SMALL_BODY = 1024 * 1024  # a PUT body up to this size is written in one worker-thread trip
 SECRET_FILE = ".kachery-gateway-secret"
 _RECEIVED = re.compile(r"(?P<upload>[0-9a-f]{32})\.(?P<sha1>[0-9a-f]{40})\.(?P<size>[0-9]+)")
 
@@ -188,16 +189,16 @@ class LocalStorage(Storage):
             return etag, part.size
         path = self.path(key)
         tmp = path.with_name(f".{path.name}.part-{secrets.token_hex(6)}")
+        head, small = await _read_small_body(body, max_size)
+        if small:  # most chunks and small files: one trip to a worker thread
+            return await asyncio.to_thread(_write_received, path, tmp, head)
         f = await asyncio.to_thread(_create, tmp)
         writer = _HashingWriter(f)
         try:
-            await _pump(body, max_size, writer.write)
+            await asyncio.to_thread(writer.write, head)
+            await _pump(body, max_size, writer.write, sum(map(len, head)))
             await asyncio.to_thread(f.close)
-            sha1 = writer.sha1.hexdigest()
-            final = path.with_name(f"{path.name}.{sha1}.{writer.size}")
-            await asyncio.to_thread(os.replace, tmp, final)
-            await asyncio.to_thread(_drop_older_versions, final, path.name)
-            return sha1, writer.size
+            return await asyncio.to_thread(_keep_received, path, tmp, writer)
         except BaseException:
             f.close()
             tmp.unlink(missing_ok=True)
@@ -226,8 +227,13 @@ class LocalStorage(Storage):
             if not target.is_file():
                 raise nothing_uploaded(staging)
 
-        await asyncio.to_thread(move)
-        await asyncio.to_thread(_remove_empty_dirs, self.path(staging).parent, self.root)
+        def move_and_tidy() -> None:
+            try:
+                move()
+            finally:
+                _remove_empty_dirs(self.path(staging).parent, self.root)
+
+        await asyncio.to_thread(move_and_tidy)
 
     async def put_verified_empty(self, content: str) -> None:
         await self.write_small(content, b"")
@@ -319,20 +325,60 @@ class LocalStorage(Storage):
         return await asyncio.to_thread(sweep)
 
 
+async def _read_small_body(body: AsyncIterator[bytes], max_size: int | None
+                           ) -> tuple[list[bytes], bool]:
+    """The first pieces of ``body``, up to ``SMALL_BODY`` bytes; True if that was all."""
+    head: list[bytes] = []
+    received = 0
+    async for chunk in body:
+        head.append(chunk)
+        received += len(chunk)
+        _check_size(received, max_size)
+        if received > SMALL_BODY:
+            return head, False
+    return head, True
+
+
+def _write_received(path: Path, tmp: Path, pieces: list[bytes]) -> tuple[str, int]:
+    """A whole small body: written, hashed and kept in one go (see :func:`_keep_received`)."""
+    with _create(tmp) as f:
+        writer = _HashingWriter(f)
+        try:
+            writer.write(pieces)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    return _keep_received(path, tmp, writer)
+
+
+def _keep_received(path: Path, tmp: Path, writer: _HashingWriter) -> tuple[str, int]:
+    """Name the received body after its sha1 and size (what finalize checks) and drop what
+    an earlier PUT of the same key left."""
+    sha1 = writer.sha1.hexdigest()
+    final = path.with_name(f"{path.name}.{sha1}.{writer.size}")
+    os.replace(tmp, final)
+    _drop_older_versions(final, path.name)
+    return sha1, writer.size
+
+
+def _check_size(received: int, max_size: int | None) -> None:
+    if max_size is not None and received > max_size:
+        raise ApiError(413, "upload_too_large",
+                       f"the upload is larger than the {max_size} bytes declared in "
+                       "initiateFileUpload")
+
+
 async def _pump(body: AsyncIterator[bytes], max_size: int | None,
-                write: Callable[[list[bytes]], None]) -> None:
-    """Feed ``body`` to ``write`` in a worker thread, 4 MiB batches, one batch in flight."""
+                write: Callable[[list[bytes]], None], received: int = 0) -> None:
+    """Feed ``body`` to ``write`` in a worker thread, 4 MiB batches, one batch in flight
+    (``received``: bytes of it already written)."""
     pending: asyncio.Future[None] | None = None
     batch: list[bytes] = []
     batch_size = 0
-    received = 0
     try:
         async for chunk in body:
             received += len(chunk)
-            if max_size is not None and received > max_size:
-                raise ApiError(413, "upload_too_large",
-                               f"the upload is larger than the {max_size} bytes declared in "
-                               "initiateFileUpload")
+            _check_size(received, max_size)
             batch.append(chunk)
             batch_size += len(chunk)
             if batch_size >= BATCH_BYTES:
