@@ -144,6 +144,14 @@ async def test_chunks_from_list_to_whole_file(backend: tuple[Client, Callable[[]
     assert sorted(found["chunks"]) == ["0", "2"]
     assert await get(client, found["listUrl"]) == doc and found["listSha1"] == sha1(doc)
     assert await get(client, found["chunks"]["2"]) == piece(DATA, 2)
+    # includePending: a URL for chunk 1 too, which answers 404 until chunk 1 is uploaded
+    status, ahead = await call(client, k, {"type": "findChunks", "hashAlg": "sha1", "hash": chunks.sha1,
+                                           "indices": [0, 1, 2], "includePending": True})
+    assert status == 200 and sorted(ahead["chunks"]) == ["0", "1", "2"] and ahead["present"] == [0, 2]
+    resp = await client.session.get(ahead["chunks"]["1"])
+    assert resp.status == 404
+    assert (await send_chunk(client, k, chunks.sha1, 1, piece(DATA, 1)))[0] == 200
+    assert await get(client, ahead["chunks"]["1"]) == piece(DATA, 1)
     status, answer = await call(client, k, {"type": "findChunks", "hashAlg": "sha1", "hash": chunks.sha1,
                                             "indices": [25]})  # past the last chunk
     assert (status, answer["error"]) == (400, "invalid_request")
@@ -154,7 +162,8 @@ async def test_chunks_from_list_to_whole_file(backend: tuple[Client, Callable[[]
     assert (found["wholeFile"], found["size"]) == (True, len(DATA))
     assert await get(client, found["url"]) == DATA
     checked = f"{chunks.sha1}/{CS}/checked"
-    assert listing() == [f"{chunks.sha1}/{CS}/000000", f"{chunks.sha1}/{CS}/000002", checked,
+    assert listing() == [f"{chunks.sha1}/{CS}/000000", f"{chunks.sha1}/{CS}/000001",
+                         f"{chunks.sha1}/{CS}/000002", checked,
                          f"{chunks.sha1}/{CS}/list.json"]
 
 

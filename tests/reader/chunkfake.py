@@ -35,6 +35,8 @@ class ChunkFake:
     chunk_gets: list[int] = field(default_factory=list)
     expired: int = 0  # this many chunk GETs answer 403 (an expired signed URL)
     finds: int = 0  # findChunks calls
+    old_gateway: bool = False  # refuses findChunks' includePending (before it existed)
+    pending_finds: int = 0  # findChunks calls with includePending
     url: str = ""
 
     @property
@@ -87,6 +89,7 @@ class ChunkFake:
             return {"found": self.registered and payload["clientId"] == self.keys.client_id}
         assert kind == "findChunks", kind
         self.finds += 1
+        self.pending_finds += bool(payload.get("includePending"))
         if self.whole:
             return {"found": True, "wholeFile": True, "url": f"{self.url}/whole",
                     "size": len(self.data)}
@@ -139,7 +142,10 @@ class ChunkFake:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if self.path == "/api/gateway":
+                if self.path == "/api/gateway" and fake.old_gateway and "includePending" in body["payload"]:
+                    self._send(400, json.dumps({"error": "invalid_request",
+                                                "message": "extra field includePending"}).encode())
+                elif self.path == "/api/gateway":
                     self._send(200, json.dumps(fake.gateway(body["payload"])).encode())
                 else:
                     status, answer = fake.resource(body)

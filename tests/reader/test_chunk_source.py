@@ -137,7 +137,7 @@ def test_an_expired_chunk_url_is_refreshed(fake: ChunkFake, tmp_path: Path) -> N
 
 def test_a_read_of_many_chunks_asks_once_and_small_reads_fetch_only_their_chunk(
         fake: ChunkFake, tmp_path: Path) -> None:
-    """A read over 8 chunks is one fileRanges and one findChunks; scattered small reads
+    """A read over 8 chunks is two fileRanges and two findChunks at once; scattered small reads
     (HDF5 metadata) read nothing ahead; the chunk the first request already had uploaded
     is not asked for again."""
     with kachery_resource.open(f"sha1://{fake.sha1}", settings=settings(fake, tmp_path)) as f:
@@ -149,9 +149,11 @@ def test_a_read_of_many_chunks_asks_once_and_small_reads_fetch_only_their_chunk(
         assert sorted(fake.chunk_gets) == [0, 5]
         asked, finds = len(fake.asked), fake.finds
         assert f.read_at(8 * CS, 8 * CS) == fake.data[8 * CS:16 * CS]
-        assert (len(fake.asked), fake.finds) == (asked + 1, finds + 1)
+        # two halves at once (the file's two workers), each one fileRanges and one findChunks
+        assert (len(fake.asked), fake.finds) == (asked + 2, finds + 2)
         assert sorted(fake.chunk_gets) == [0, 5, *range(8, 16)]
-        assert fake.asked[-1]["ranges"] == [[8 * CS, 8 * CS]]
+        assert sorted(r["ranges"] for r in fake.asked[asked:]) == [[[8 * CS, 4 * CS]],
+                                                                   [[12 * CS, 4 * CS]]]
 
 
 def test_a_read_over_many_runs_of_missing_chunks(fake: ChunkFake, tmp_path: Path) -> None:
@@ -182,3 +184,18 @@ def test_concurrent_readers_fetch_each_chunk_once(fake: ChunkFake, tmp_path: Pat
         asked = [i for r in fake.asked for off, n in r["ranges"]
                  for i in range(off // CS, (off + n) // CS)]
         assert len(asked) == len(set(asked))
+
+
+@pytest.mark.parametrize("old_gateway", [False, True])
+def test_chunk_urls_are_asked_for_while_the_daemon_uploads(fake: ChunkFake, tmp_path: Path,
+                                                           old_gateway: bool) -> None:
+    """Once the list is known, a read's chunk URLs are asked for (includePending) at the
+    same time as the chunks; a gateway that refuses includePending is asked afterwards."""
+    fake.old_gateway = old_gateway
+    with kachery_resource.open(f"sha1://{fake.sha1}", settings=settings(fake, tmp_path),
+                               max_readahead=0) as f:
+        assert f.read(10) == fake.data[:10]  # the first read checks the list
+        for k in (3, 7, 30):
+            assert f.read_at(k * CS + 5, 10) == fake.data[k * CS + 5:k * CS + 15]
+    assert fake.pending_finds == (0 if old_gateway else 3)
+    assert sorted(fake.chunk_gets) == [0, 3, 7, 30]

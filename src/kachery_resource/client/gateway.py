@@ -82,11 +82,13 @@ class GatewayClient:
         size = body.get("size")
         return FoundFile(url=url, size=size if isinstance(size, int) else None)
 
-    def find_chunks(self, sha1: str, indices: list[int]) -> dict[str, Any]:
+    def find_chunks(self, sha1: str, indices: list[int], pending: bool = False) -> dict[str, Any]:
         """``findChunks`` (docs/design-chunks.md): the chunk list and chunk URLs of a file
-        not yet whole in the bucket, or ``wholeFile``, or ``found: false``."""
-        return self._call({"type": "findChunks", "hashAlg": "sha1", "hash": sha1,
-                           "zone": self.zone, "indices": indices})
+        not yet whole in the bucket, or ``wholeFile``, or ``found: false``. ``pending``:
+        URLs of chunks not uploaded yet too (asked for while the daemon uploads them)."""
+        payload = {"type": "findChunks", "hashAlg": "sha1", "hash": sha1, "zone": self.zone,
+                   "indices": indices}
+        return self._call({**payload, "includePending": True} if pending else payload)
 
     def client_registered(self, client_id: str) -> bool:
         """Whether ``client_id`` is a registered (approved) client of the zone."""

@@ -8,8 +8,12 @@
                         → {chunks: {"<i>": {alreadyExists: true} | {objectKey, signedUploadUrl,
                                                                       signedUploadHeaders?}}}
     finalizeChunkUpload {hash, hashAlg, chunkSize, index, objectKey}     → {}
-    findChunks          {hash, hashAlg, indices} → {found: false} | {found, wholeFile, url, size}
-                        | {found, size, chunkSize, listUrl, listSha1, chunks: {"<i>": url}}
+    findChunks          {hash, hashAlg, indices, includePending?} → {found: false}
+                        | {found, wholeFile, url, size}
+                        | {found, size, chunkSize, listUrl, listSha1, chunks: {"<i>": url},
+                           present?}  (includePending: URLs of every chunk asked for, the
+                           ones not uploaded yet answer 404 until they are; ``present``
+                           lists those that are)
 
 The signed list goes up as an object (to a staging key of the document's sha1) and is
 checked when finalized: size and sha1, signature, signer = caller, hash/size/chunkSize/
@@ -81,6 +85,7 @@ class FindChunks(Payload):
     hashAlg: Literal["sha1"]
     hash: Sha1
     indices: Indices
+    includePending: bool = False  # URLs of chunks not uploaded yet too (they 404 until then)
 
 
 def invalid_list(why: str) -> ApiError:
@@ -246,10 +251,11 @@ async def find_chunks(call: Call) -> dict[str, Any]:
     there = await existing(zone, p.hash, chunks.chunk_size, indices)
     urls = {str(i): zone.storage.download_url(ctx, keys.chunk_key(zone.prefix, p.hash,
                                                                   chunks.chunk_size, i), ttl)
-            for i in indices if i in there}
+            for i in indices if i in there or p.includePending}
+    pending = {"present": sorted(there)} if p.includePending else {}
     return {"type": p.type, "found": True, "wholeFile": False, "size": chunks.size,
             "chunkSize": chunks.chunk_size, "listSha1": stored.doc_sha1, "chunks": urls,
-            "listUrl": zone.storage.download_url(
+            **pending, "listUrl": zone.storage.download_url(
                 ctx, keys.chunk_list_key(zone.prefix, p.hash, chunks.chunk_size), ttl)}
 
 

@@ -77,6 +77,7 @@ class ChunkSource:
         self._urls: dict[int, str] = {}
         self._inflight: dict[int, Future[bytes]] = {}  # chunks being fetched
         self._pool: ThreadPoolExecutor | None = None
+        self._pending_urls = True  # the gateway gives URLs of chunks before they are up
         self._list: ChunkList | None = None
         self._whole: RangeSource | None = None
         self._local = threading.local()
@@ -160,15 +161,28 @@ class ChunkSource:
         """The daemon is asked for the chunks it has not reported uploaded (as runs, 16 per
         ``fileRanges``), their URLs come in one ``findChunks``, and they are downloaded
         ``DOWNLOADS`` at a time."""
+        pool = self._downloads()
         runs = _runs([i for i in todo if i not in self._uploaded])
+        ahead = None  # their URLs, asked for while the daemon uploads them
+        if runs and self._list is not None and self._pending_urls:
+            ahead = pool.submit(self._find, [i for i in todo if i not in self._urls], True)
         for k in range(0, len(runs), MAX_RANGES):
             self._ask([i for run in runs[k:k + MAX_RANGES] for i in run])
+        if ahead is not None:
+            try:
+                ahead.result()
+            except GatewayError as exc:
+                if exc.status != 400:
+                    raise
+                self._pending_urls = False  # a gateway without includePending
         self._find([i for i in todo if i not in self._urls])
+        return dict(zip(todo, pool.map(self._verified_chunk, todo), strict=True))
+
+    def _downloads(self) -> ThreadPoolExecutor:
         with self._lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(DOWNLOADS, "kachery-chunks")
-            pool = self._pool
-        return dict(zip(todo, pool.map(self._verified_chunk, todo), strict=True))
+            return self._pool
 
     def _keep(self, index: int, data: bytes) -> None:
         with self._cache_lock:
@@ -263,14 +277,14 @@ class ChunkSource:
         self._find([index])
         return self._urls[index]
 
-    def _find(self, indices: list[int]) -> None:
-        """The URLs of chunks ``indices`` (reported uploaded) in one ``findChunks``; checks
-        the chunk list the first time."""
+    def _find(self, indices: list[int], pending: bool = False) -> None:
+        """The URLs of chunks ``indices`` in one ``findChunks`` (``pending``: also of chunks
+        not uploaded yet); checks the chunk list the first time."""
         if not indices:
             return
         for delay in _FIND_DELAYS:  # the gateway may lag the daemon's report by a moment
             time.sleep(delay)
-            found = self._gateway.find_chunks(self._sha1, indices)
+            found = self._gateway.find_chunks(self._sha1, indices, pending)
             chunks = found.get("chunks")
             if found.get("wholeFile") or (isinstance(chunks, dict)
                                           and all(str(i) in chunks for i in indices)):
@@ -333,7 +347,7 @@ class ChunkSource:
         try:
             return self._download(url, f"chunk {index} of {self.name}")
         except GatewayError as exc:
-            if exc.status not in (400, 401, 403):
+            if exc.status not in (400, 401, 403, 404):  # expired, or swept: ask again
                 raise
         return self._download(self._url(index), f"chunk {index} of {self.name}")
 
