@@ -16,7 +16,8 @@ Prints medians and ratios (remfile or the plain download divided by ours: above 
 ours is faster).
 
 ``--cold``: the file is *not* in the bucket, only linked by a daemon (gateway, proxy and
-daemon as in ``kachery-resource demo``, ``uploadWholeAfterRanges: false``). Each round
+daemon as in ``kachery-resource demo``, ``uploadWholeAfterRanges: false`` unless
+``--upload-whole``). Each round
 reads one fresh copy through ``open()`` (the daemon uploads just the chunks the reads
 need, docs/design-chunks.md) and another through the whole-file path (``load_file``:
 the daemon uploads the whole file, the client downloads it, then the same reads on the
@@ -172,6 +173,9 @@ def main() -> None:
     parser.add_argument("--cold", action="store_true",
                         help="the file only on the daemon's machine: chunks vs the whole file")
     parser.add_argument("--cold-rounds", type=int, default=1)
+    parser.add_argument("--upload-whole", action="store_true",
+                        help="with --cold: leave the daemon's uploadWholeAfterRanges on (its "
+                             "default), so the whole file goes up in the background meanwhile")
     args = parser.parse_args()
     if args.cold:
         cold(args)
@@ -226,7 +230,8 @@ def cold(args: argparse.Namespace) -> None:
         size = (share / "rec-0.h5").stat().st_size
         print(f"generated {2 * args.cold_rounds} × {size / MIB:.0f} MiB HDF5 in "
               f"{time.perf_counter() - t0:.1f} s; linking and starting gateway, proxy, daemon")
-        lines = stack.start(share, daemon_settings="uploadWholeAfterRanges: false\n")
+        whole_after = "true" if args.upload_whole else "false"
+        lines = stack.start(share, daemon_settings=f"uploadWholeAfterRanges: {whole_after}\n")
         uris = {Path(line.split()[0]).name: line.split()[-1] for line in lines}
         settings = stack.client_settings(tmp / "remote")
         if "chunkUpload" not in requests.get(f"{stack.gateway_url}/api/info", timeout=10).json():
@@ -252,7 +257,8 @@ def cold(args: argparse.Namespace) -> None:
         chunk_s, whole_s = (statistics.median(times[n]) for n in ("chunks", "whole"))
         share_sent = statistics.median(sent) / size
         print(f"\nfile {size / MIB:.0f} MiB, {args.cold_rounds} round(s), load average "
-              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs, uploadWholeAfterRanges "
+              f"{whole_after}\n")
         print("| cold: open + groups + 1 MB slice | p50 | uploaded |")
         print("|---|---|---|")
         print(f"| through chunks (`open`) | {chunk_s * 1000:.0f} ms | "
