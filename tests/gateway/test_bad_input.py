@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import time
 from pathlib import Path
@@ -281,3 +282,22 @@ async def test_hash_traversal_in_payload(local_app: tuple[Client, Path], client_
     for h in ["../../../../etc/passwd", "ab/../" + "a" * 34, "a" * 39 + "/"]:
         status, body = await call(client, client_keys, {**FIND, "hash": h})
         assert_error(status, body, 400, "invalid_request")
+
+
+async def test_a_full_disk_is_a_clear_507(local_app: tuple[Client, Path], client_keys: ClientKeys,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """No space left on the storage's device: 507 storage_full says so (not a bare 500),
+    and nothing is stored."""
+    client, root = local_app
+    await register(client, client_keys)
+    _, answer = await call(client, client_keys, file_payloads(b"data")[1])
+
+    def full(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("kachery_resource.gateway.storage.local._write_received", full)
+    put = await client.session.put(answer["signedUploadUrl"], data=b"data")
+    body = await put.json()
+    assert_error(put.status, body, 507, "storage_full")
+    assert "storage is full" in body["message"]
+    assert stored_files(root) == []

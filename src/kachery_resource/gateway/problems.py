@@ -9,6 +9,7 @@ kachery-cloud prints the body text of a failed call, so the message is what a us
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -88,5 +89,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         note(error="client_gone")
         return error_response(499, "client_gone", "the client closed the connection")
     except Exception as exc:  # the last line of defence: never leak a traceback
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            logging.getLogger("kachery_resource.gateway").error(
+                "the storage is full: %s %s failed (%s)", request.method, request.path[:200], exc)
+            note(error="storage_full")
+            return error_response(507, "storage_full", "the gateway's storage is full (no "
+                                  "space left on its device); try again once the zone "
+                                  "operator has freed space")
         request.app.logger.exception("unexpected error in %s %s", request.method, request.path)
         return error_response(500, "internal_error", f"internal error: {type(exc).__name__}")
