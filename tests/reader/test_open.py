@@ -155,6 +155,23 @@ def test_sequential_reads_grow_their_requests(local_zone: Served, kc_dir: Path) 
     assert len(sizes) < 64 // 4
 
 
+def test_a_short_sequential_run_reads_ahead_at_most_half_of_it(local_zone: Served,
+                                                               kc_dir: Path) -> None:
+    """Six sequential reads (the chunks of an HDF5 slice): read-ahead grows, but never past
+    half of what the run has read, so little is fetched for nothing."""
+    data = blob(400 * BLOCK, seed=21)
+    sha1 = local_zone.put(data)
+    with kachery_resource.open(f"sha1://{sha1}", settings=local_zone.settings(kc_dir),
+                               block_size=BLOCK, max_request=16 * BLOCK,
+                               max_readahead=64 * BLOCK) as f:
+        f.seek(100 * BLOCK)
+        for _ in range(6):
+            assert len(f.read(15 * BLOCK)) == 15 * BLOCK
+        time.sleep(0.5)  # the last read-ahead lands
+        fetched = sum(end - start for start, end in f.range_requests)
+    assert 90 * BLOCK <= fetched <= 90 * BLOCK * 3 // 2 + BLOCK
+
+
 def test_missing_file_and_bad_uri(local_zone: Served, kc_dir: Path) -> None:
     with pytest.raises(FileNotFoundOnResource, match="KACHERY_RESOURCE_URL is not set"):
         kachery_resource.open("sha1://" + "0" * 40, settings=local_zone.settings(kc_dir))

@@ -150,13 +150,15 @@ class RemoteFile(io.RawIOBase):
     def _readahead(self, offset: int, end: int) -> int:
         """Blocks to fetch beyond this read: none until a sequential run spans a block (small
         scattered reads, such as HDF5's metadata, fetch only what they touch), then doubling
-        on every sequential read; a jump resets it."""
+        on every sequential read but never more than half the run so far (a short run, such
+        as the few chunks of an HDF5 slice, wastes little); a jump resets it."""
         bs = self._fetcher.block_size
         if offset != self._run_end:
             self._run_start, self._ahead_blocks = offset, 0
-        if end - self._run_start >= bs:
+        run_blocks = (end - self._run_start) // bs
+        if run_blocks >= 1:
             wanted = max(self._ahead_blocks * 2, -(-(end - offset) // bs))
-            self._ahead_blocks = min(self._max_ahead_blocks, wanted)
+            self._ahead_blocks = min(self._max_ahead_blocks, wanted, max(1, run_blocks // 2))
         self._run_end = end
         return self._ahead_blocks
 
