@@ -77,6 +77,7 @@ FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "listSize": one_of(1, 500, 0, -1, 10**9),
     "indices": st.one_of(st.lists(st.integers(-1, 70000), max_size=70), JUNK),
     "index": one_of(0, 1, -1, 65536, 2**40),
+    "includePending": one_of(True, False),
 }
 # values that pass validation (a quarter of the cases draw only these, so every type's
 # handler is reached whatever the other strategies draw)
@@ -91,7 +92,7 @@ VALID: dict[str, st.SearchStrategy[Any]] = {
     "chunkSize": st.just(MIB4), "listSha1": st.sampled_from([SHA, "f" * 40]),
     "listSize": st.sampled_from([100, 500]), "indices": st.lists(st.integers(0, 2), min_size=1,
                                                                   max_size=3),
-    "index": st.integers(0, 2),
+    "index": st.integers(0, 2), "includePending": st.booleans(),
 }
 
 
