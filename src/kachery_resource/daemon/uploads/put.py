@@ -81,9 +81,13 @@ class HashedBlocks:
         self._reader = threading.Thread(target=self._read_ahead, name="upload-reader",
                                         daemon=True)
         self._reader.start()
-        self._first = self._ready.get()
-        if isinstance(self._first, BaseException):
-            raise self._first
+        first = self._ready.get()
+        if isinstance(first, BaseException):
+            try:  # not kept by self or this frame: its traceback holds the frames that hold
+                raise first  # self and the buffers, and a reference back would make a cycle
+            finally:  # that only the cyclic collector frees (refused uploads' buffers
+                del first  # stayed in memory for minutes)
+        self._first = first
 
     def _read_ahead(self) -> None:
         digest = hashlib.sha1()
@@ -126,7 +130,10 @@ class HashedBlocks:
             if previous >= 0:
                 self._free.put(previous)
             if isinstance(item, BaseException):
-                raise item
+                try:  # not kept by this frame (see start)
+                    raise item
+                finally:
+                    del item
             previous, n = item
             delivered += n
             yield memoryview(self._buffers[previous])[:n]
