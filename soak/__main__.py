@@ -1,7 +1,10 @@
 """``scripts/soak``: a distributed deployment on loopback under load and faults.
 
 Defaults are small and bounded (about 3 minutes); the full-size run is e.g.
-``scripts/soak --minutes 30 --daemons 20 --files 1000 --clients 200 --max-kib 30000``.
+``scripts/soak --minutes 30 --daemons 20 --files 1000 --clients 200 --think 2.0
+--max-kib 2048 --big-kib 30000 --faults 30`` (files empty to 2 MiB, a third of them up to
+``--max-kib``, and three of ``--big-kib`` per daemon: about 9 GB of trees and 7 GB in the
+bucket; ``--max-kib 30000`` would need about 100 GB).
 Exit status 0 only when every check passes.
 """
 
