@@ -1,7 +1,10 @@
 """``scripts/soak``: a distributed deployment on loopback under load and faults.
 
 Defaults are small and bounded (about 3 minutes); the full-size run is e.g.
-``scripts/soak --minutes 30 --daemons 20 --files 1000 --clients 200 --max-kib 30000``.
+``scripts/soak --minutes 30 --daemons 20 --files 1000 --clients 200 --think 2.0
+--max-kib 2048 --big-kib 30000 --faults 30`` (files empty to 2 MiB, a third of them up to
+``--max-kib``, and three of ``--big-kib`` per daemon: about 9 GB of trees and 7 GB in the
+bucket; ``--max-kib 30000`` would need about 100 GB).
 Exit status 0 only when every check passes.
 """
 
@@ -46,6 +49,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workdir", type=Path, default=None,
                    help="keep logs and data here (default: a temporary directory, removed)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--even-daemon-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="set in the environment of daemons 0, 2, 4, ... only, the odd ones "
+                        "being the comparison (e.g. MALLOC_ARENA_MAX=1); repeatable")
     return p.parse_args(argv)
 
 
@@ -64,7 +70,8 @@ def run(args: argparse.Namespace, root: Path) -> checks.Report:
     rng = random.Random(args.seed)
     sizes = Sizes(proxies=args.proxies, gateways=args.gateways, daemons=args.daemons,
                   files=args.files, max_kib=args.max_kib, big_kib=args.big_kib)
-    dep = build(root, sizes, rng, say)
+    dep = build(root, sizes, rng, say,
+                dict(kv.split("=", 1) for kv in args.even_daemon_env))
     stop = threading.Event()
     load = Load(dep, args.clients, args.seed, args.think)
     faults: list[FaultRun] = []
@@ -106,6 +113,8 @@ def run(args: argparse.Namespace, root: Path) -> checks.Report:
                                      f"gateways on SeaweedFS, {len(dep.daemons)} daemons x "
                                      f"{args.files} files, {args.clients} clients "
                                      f"{CLIENT_MIX}, seed {args.seed}")
+        if args.even_daemon_env:
+            report.info["environment of daemons 0, 2, 4, ..."] = args.even_daemon_env
         return report
     finally:
         stop.set()

@@ -12,9 +12,11 @@ from typing import Any
 from .clients import Result
 from .deploy import BUCKET, PREFIX, Deployment
 from .faults import FaultRun
-from .procs import Service
+from .procs import Lifetime, Sample, Service
 
 GROWTH_LIMIT = 0.10
+WARMUP_FRACTION = 0.25  # of the time sampled: a process's warm-up, from its own start
+MIN_SAMPLES = 12  # samples after the warm-up needed to judge a lifetime
 # below these, a change is noise of a small process, not a leak (reported all the same)
 RSS_FLOOR_MIB, FDS_FLOOR = 4.0, 8
 DOCUMENTED = {"ok", "not-found", "ResourceOfflineError", "TimeoutError_", "UploadFailedError",
@@ -130,46 +132,93 @@ def check_faults(report: Report, faults: list[FaultRun]) -> None:
                not lost, f"{len(faults)} faults" + (f"; not recovered: {lost}" if lost else ""))
 
 
-def growth(samples: list[tuple[float, int, float]]) -> tuple[float, float, float, float] | None:
-    """(fds then, fds now, rss then, rss now): medians of the first and last quarter after
-    the first quarter of samples (warm-up); None with too few samples."""
-    if len(samples) < 12:
+def growth(samples: list[Sample], since: float, min_span: float
+           ) -> tuple[float, float, float, float] | None:
+    """(fds then, fds now, rss then, rss now): medians of the first and last quarter of the
+    samples taken from ``since`` (the end of the lifetime's warm-up) on; None when fewer than
+    MIN_SAMPLES of them, or less than ``min_span`` seconds, are left to judge by."""
+    body = [x for x in samples if x[0] >= since]
+    if len(body) < MIN_SAMPLES or body[-1][0] - body[0][0] < min_span:
         return None
-    body = samples[len(samples) // 4:]
     k = max(2, len(body) // 4)
     first, last = body[:k], body[-k:]
 
     def med(xs: list[float]) -> float:
         return quantile(xs, 0.5)
-    return (med([s[1] for s in first]), med([s[1] for s in last]),
-            med([s[2] for s in first]), med([s[2] for s in last]))
+    return (med([x[1] for x in first]), med([x[1] for x in last]),
+            med([x[2] for x in first]), med([x[2] for x in last]))
+
+
+def warm_up(services: list[Service]) -> tuple[float, float]:
+    """(when the sampling began, the warm-up): a quarter of the time sampled. Every lifetime
+    gets the same warm-up from its own start (or from the first sample, for a process that
+    was up before the sampling began), and is judged only over at least as long again."""
+    times = [x[0] for s in services for lt in s.lifetimes for x in lt.samples]
+    if not times:
+        return 0.0, 0.0
+    return min(times), WARMUP_FRACTION * (max(times) - min(times))
+
+
+def judge_lifetime(lt: Lifetime, begin: float, warm: float, n: int, last: bool
+                   ) -> tuple[dict[str, Any], tuple[float, float, float, float] | None]:
+    since = max(lt.started_at, begin) + warm
+    g = growth(lt.samples, since, warm)
+    span = (lt.samples[-1][0] - lt.started_at) / 60 if lt.samples else 0.0
+    entry: dict[str, Any] = {"lifetime": n, "minutes": round(span, 1),
+                             "samples": len(lt.samples)}
+    if g is None:
+        entry["too_short"] = (f"lifetime {n}{' (last)' if last else ''} of {span:.1f} min: "
+                              f"needs {warm / 60:.1f} min warm-up and {warm / 60:.1f} min "
+                              f"with {MIN_SAMPLES}+ samples after it")
+    else:
+        entry["rss_mib"] = [round(g[2], 1), round(g[3], 1)]
+    return entry, g
+
+
+def rss_grew(rss0: float, rss1: float) -> bool:
+    return rss1 > rss0 * (1 + GROWTH_LIMIT) and rss1 - rss0 > RSS_FLOOR_MIB
 
 
 def check_resources(report: Report, services: list[Service], idle_fds: dict[str, int]) -> None:
-    """Memory: medians of the first and last quarter after warm-up. Descriptors: the
-    median after warm-up against the count once the load has ended and idle connections
-    closed (``idle_fds``): open connections follow the load (dozens on a busy proxy or
-    gateway), a leaked descriptor stays after it."""
-    bad = []
+    """Memory, in every lifetime of every process (a restart starts a new one): medians of
+    the first and last quarter after that lifetime's own warm-up. Descriptors, in the last
+    lifetime: the median after warm-up against the count once the load has ended and idle
+    connections closed (``idle_fds``): open connections follow the load (dozens on a busy
+    proxy or gateway), a leaked descriptor stays after it. A lifetime too short to judge is
+    named in the check's detail, neither passed nor failed."""
+    begin, warm = warm_up(services)
+    bad: list[str] = []
+    short: list[str] = []
+    judged = 0
     for s in services:
-        g = growth(s.samples)
-        if g is None:
-            report.resources[s.name] = {"starts": s.starts, "samples": len(s.samples)}
-            continue
-        fds0, fds1, rss0, rss1 = g
-        idle = idle_fds.get(s.name, int(fds1))
-        step = max(1, len(s.samples) // 20)  # about 20 points of the whole series
-        report.resources[s.name] = {"starts": s.starts, "fds": [fds0, fds1], "idle_fds": idle,
-                                    "rss_mib": [round(rss0, 1), round(rss1, 1)],
-                                    "series": [[round(t - s.started_at), n, round(r, 1)]
-                                               for t, n, r in s.samples[::step]]}
-        if s.kind in ("proxy", "gateway", "daemon") and (
-                (idle > fds0 * (1 + GROWTH_LIMIT) and idle - fds0 > FDS_FLOOR)
-                or (rss1 > rss0 * (1 + GROWTH_LIMIT) and rss1 - rss0 > RSS_FLOOR_MIB)):
-            bad.append(f"{s.name} fds {fds0:g}->{idle:g} (idle) rss {rss0:.1f}->{rss1:.1f} MiB")
-    measured = sum(1 for v in report.resources.values() if "fds" in v)
+        watched = s.kind in ("proxy", "gateway", "daemon")
+        entries = []
+        for n, lt in enumerate(s.lifetimes, 1):
+            last = n == len(s.lifetimes)
+            entry, g = judge_lifetime(lt, begin, warm, n, last)
+            entries.append(entry)
+            if g is None:
+                short.append(f"{s.name} {entry['too_short']}")
+                continue
+            judged += 1
+            fds0, _, rss0, rss1 = g
+            if watched and rss_grew(rss0, rss1):
+                bad.append(f"{s.name} lifetime {n} rss {rss0:.1f}->{rss1:.1f} MiB")
+            if last:
+                idle = idle_fds.get(s.name, int(g[1]))
+                entry.update(fds=[fds0, g[1]], idle_fds=idle)
+                if watched and idle > fds0 * (1 + GROWTH_LIMIT) and idle - fds0 > FDS_FLOOR:
+                    bad.append(f"{s.name} fds {fds0:g}->{idle:g} (idle)")
+        step = max(1, len(s.samples) // 20)  # about 20 points of the last lifetime
+        report.resources[s.name] = {
+            "starts": s.starts, "lifetimes": entries,
+            "series": [[round(t - s.lifetimes[-1].started_at), k, round(r, 1)]
+                       for t, k, r in s.samples[::step]] if s.lifetimes else []}
+    report.info["warm-up of every lifetime (s)"] = round(warm)
     report.add("memory flat after warm-up and no descriptor left once idle (< 10 % growth)",
-               not bad, f"{measured} processes measured" + (f"; grew: {bad}" if bad else ""))
+               not bad, f"{judged} process lifetimes measured"
+               + (f"; too short to judge: {short}" if short else "")
+               + (f"; grew: {bad}" if bad else ""))
 
 
 def completed_uploads(dep: Deployment) -> set[str]:
@@ -245,14 +294,17 @@ def table(report: Report) -> str:
     lines.append("LATENCY per phase (n, p50, p99)")
     for phase, v in report.latency.items():
         lines.append(f"  {phase:32} n={v['n']:<6} p50 {v['p50_s']:.3f} s  p99 {v['p99_s']:.3f} s")
-    lines.append("SERVERS (fds, RSS MiB: after warm-up -> end (fds once idle); starts)")
+    lines.append("SERVERS (per lifetime: RSS MiB after its warm-up -> its end; last lifetime: "
+                 "fds after warm-up -> end (once idle))")
     for name, r in report.resources.items():
-        if "fds" in r:
-            lines.append(f"  {name:12} fds {r['fds'][0]:g} -> {r['fds'][1]:g} "
-                         f"(idle {r.get('idle_fds', r['fds'][1]):g})  "
-                         f"rss {r['rss_mib'][0]} -> {r['rss_mib'][1]}  starts {r['starts']}")
-        else:
-            lines.append(f"  {name:12} too few samples since its last start ({r['samples']})")
+        for lt in r["lifetimes"]:
+            head = f"  {name:12} #{lt['lifetime']} {lt['minutes']:5.1f} min"
+            if "rss_mib" not in lt:
+                lines.append(f"{head}  too short to judge ({lt['samples']} samples)")
+                continue
+            fds = (f"  fds {lt['fds'][0]:g} -> {lt['fds'][1]:g} (idle {lt['idle_fds']:g})"
+                   if "fds" in lt else "")
+            lines.append(f"{head}  rss {lt['rss_mib'][0]} -> {lt['rss_mib'][1]}{fds}")
     for k, v in report.info.items():
         lines.append(f"{k}: {v}")
     lines.append("RESULT: " + ("PASS" if report.passed else "FAIL"))

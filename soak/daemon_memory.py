@@ -47,7 +47,8 @@ def make_files(root: Path, count: int, max_kib: int, rng: random.Random) -> dict
     return files
 
 
-async def rounds(url: str, files: dict[str, Path], storage: Path, n: int, keys: object) -> None:
+async def rounds(url: str, files: dict[str, Path], storage: Path, n: int, keys: object,
+                 top: int = 0) -> None:
     import aiohttp
 
     from kachery_resource.daemon.jobs import JobManager
@@ -68,6 +69,7 @@ async def rounds(url: str, files: dict[str, Path], storage: Path, n: int, keys: 
         jobs = JobManager(resolve, uploader, 2, keep_completed_sec=0)
         print("round  uploads  heap_MiB  rss_MiB", flush=True)
         done = 0
+        first: tracemalloc.Snapshot | None = None
         for r in range(n):
             statuses = await asyncio.gather(*(jobs.request(s, 120) for s in files))
             done += sum(s.status is UploadState.COMPLETED for s in statuses)
@@ -75,7 +77,16 @@ async def rounds(url: str, files: dict[str, Path], storage: Path, n: int, keys: 
             gc.collect()
             heap = tracemalloc.get_traced_memory()[0] / 2**20
             print(f"{r:5d}  {done:7d}  {heap:8.2f}  {rss_mib():7.1f}", flush=True)
+            if r == 1:  # after a round that filled what is filled once
+                first = tracemalloc.take_snapshot()
         uploader.close()
+        if first is not None and top:
+            grown = tracemalloc.take_snapshot().compare_to(first, "traceback")
+            print(f"where the heap grew from round 1 to the last (top {top}):")
+            for stat in grown[:top]:
+                print(f"  {stat.size_diff / 1024:+8.1f} KiB {stat.count_diff:+6d} blocks")
+                for line in stat.traceback.format(limit=4):
+                    print(f"      {line}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=30)
     p.add_argument("--files", type=int, default=20)
     p.add_argument("--max-kib", type=int, default=4096)
+    p.add_argument("--top", type=int, default=0,
+                   help="then print the N places whose allocations grew most since round 1")
     args = p.parse_args(argv)
     from kachery_resource.identity import ClientKeys
 
@@ -105,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                         str(storage), "--upload"], check=True, capture_output=True)
         (work / "tree").mkdir()
         files = make_files(work / "tree", args.files, args.max_kib, random.Random(1))
-        tracemalloc.start()
-        asyncio.run(rounds(url, files, storage, args.rounds, keys))
+        tracemalloc.start(8 if args.top else 1)
+        asyncio.run(rounds(url, files, storage, args.rounds, keys, args.top))
     finally:
         gateway.kill()
         gateway.wait()

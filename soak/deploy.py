@@ -187,7 +187,10 @@ def edit_after_linking(tree: Tree, rng: random.Random, count: int) -> None:
         tree.edited[sha1] = path
 
 
-def build(root: Path, sizes: Sizes, rng: random.Random, say: object = print) -> Deployment:
+def build(root: Path, sizes: Sizes, rng: random.Random, say: object = print,
+          even_daemon_env: dict[str, str] | None = None) -> Deployment:
+    """``even_daemon_env``: added to the environment of daemons 0, 2, 4, ... only (the odd
+    ones are the comparison, e.g. for a C allocator setting)."""
     from kachery_resource.identity import ClientKeys
 
     log = say if callable(say) else print
@@ -218,7 +221,8 @@ def build(root: Path, sizes: Sizes, rng: random.Random, say: object = print) -> 
         ddir = root / f"daemon-{d}"
         tree = make_tree(ddir / "tree", rng, sizes)
         env = {"KACHERY_CLOUD_DIR": str(ddir / "kc"), "KACHERY_CLOUD_CLIENT_ID": keys.client_id,
-               "KACHERY_CLOUD_PRIVATE_KEY": keys.private_key_hex}
+               "KACHERY_CLOUD_PRIVATE_KEY": keys.private_key_hex,
+               **((even_daemon_env or {}) if d % 2 == 0 else {})}
         subprocess.run([KR, "link", str(ddir / "tree"), "--manifest", str(ddir / "manifest.tsv")],
                        env={**os.environ, **env}, check=True, capture_output=True, timeout=600)
         edit_after_linking(tree, rng, sizes.edited)

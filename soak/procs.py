@@ -26,6 +26,17 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
     raise RuntimeError(f"{what} was not ready within {timeout:.0f} s")
 
 
+Sample = tuple[float, int, float]  # (monotonic time, open fds, resident MiB)
+
+
+@dataclass
+class Lifetime:
+    """One run of a process, from its start to its kill or the end of the soak."""
+
+    started_at: float
+    samples: list[Sample] = field(default_factory=list)
+
+
 @dataclass
 class Service:
     """One server process: same argv, env and ports on every (re)start."""
@@ -40,8 +51,7 @@ class Service:
     ready_timeout: float = 60.0
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
-    started_at: float = 0.0
-    samples: list[tuple[float, int, float]] = field(default_factory=list)  # (t, fds, rss MiB)
+    lifetimes: list[Lifetime] = field(default_factory=list)  # one per start, samples each
     log_offset: int = 0  # where this start's output begins in the log
 
     def start(self) -> None:
@@ -52,9 +62,13 @@ class Service:
                                      cwd=self.cwd, start_new_session=True)
         out.close()
         self.starts += 1
-        self.started_at = time.monotonic()
-        self.samples = []
+        self.lifetimes.append(Lifetime(time.monotonic()))
         wait_for(lambda: self.alive() and self.ready(self), self.ready_timeout, self.name)
+
+    @property
+    def samples(self) -> list[Sample]:
+        """The samples of the current (last) lifetime."""
+        return self.lifetimes[-1].samples if self.lifetimes else []
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -100,10 +114,11 @@ class Service:
             return -1
 
     def sample(self, now: float) -> None:
-        """Record this process's open fds and resident memory."""
-        if not self.alive():
+        """Record this process's open fds and resident memory, in its current lifetime."""
+        if not self.alive() or not self.lifetimes:
             return
         assert self.proc is not None
+        lifetime = self.lifetimes[-1]
         try:
             fds = len(os.listdir(f"/proc/{self.proc.pid}/fd"))
             status = Path(f"/proc/{self.proc.pid}/status").read_text()
@@ -111,7 +126,8 @@ class Service:
             return
         rss = next((int(line.split()[1]) / 1024 for line in status.splitlines()
                     if line.startswith("VmRSS:")), 0.0)
-        self.samples.append((now, fds, rss))
+        if now >= lifetime.started_at:  # not a sample of the process this start replaced
+            lifetime.samples.append((now, fds, rss))
 
 
 class BlackHoleRelay:

@@ -34,6 +34,7 @@ class Tally:
     """Answers by operation and status; server errors the document does not allow."""
 
     statuses: Counter[tuple[str, int]] = field(default_factory=Counter)
+    codes: Counter[str] = field(default_factory=Counter)  # the error codes of the refusals
     unexpected: list[str] = field(default_factory=list)
 
     @property
@@ -68,12 +69,14 @@ def _fuzz(op: Any, mode: Any, n: int, base_url: str, session: requests.Session, 
         response = case.call(base_url=base_url, session=session, timeout=15,
                              allow_redirects=False)
         tally.statuses[op.label, response.status_code] += 1
-        if response.status_code >= 500:
-            code = _code(response)
-            if code not in allowed_5xx.get(response.status_code, set()):
-                tally.unexpected.append(f"{op.label} {mode.value}: {response.status_code} "
-                                        f"{response.text[:200]!r} for {case.path_parameters} "
-                                        f"{str(case.body)[:200]}")
+        code = _code(response) if response.status_code >= 400 else ""
+        if code:
+            tally.codes[code] += 1
+        if response.status_code >= 500 and code not in allowed_5xx.get(response.status_code,
+                                                                        set()):
+            tally.unexpected.append(f"{op.label} {mode.value}: {response.status_code} "
+                                    f"{response.text[:200]!r} for {case.path_parameters} "
+                                    f"{str(case.body)[:200]}")
 
     # Unsatisfiable: nothing to generate (e.g. a negative case of a GET without input)
     with contextlib.suppress(Unsatisfiable):
