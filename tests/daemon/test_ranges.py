@@ -312,3 +312,20 @@ async def test_connection_declares_and_answers_ranges(tmp_path: Path) -> None:
             await ranges.close()
             await jobs.close()
     await server.close()
+
+
+class SilentChunks(FakeChunks):
+    """A plan that uploads but never reports chunk by chunk."""
+
+    async def upload_chunks(self, local: LocalFile, chunks: ChunkList, indices: Iterable[int],
+                            progress: Any, uploaded: Any = None) -> dict[int, bool]:
+        return await super().upload_chunks(local, chunks, indices, progress)
+
+
+async def test_chunks_are_completed_when_the_plan_returns(tmp_path: Path) -> None:
+    f = make_file(tmp_path, ONE + 2 * CS + 1)
+    ranges, jobs, _ = setup(tmp_path, [f], SilentChunks())
+    got = await ranges.answer(f.sha1, [(0, 3 * CS)], 5)
+    assert [c["status"] for c in got["chunks"]] == ["completed"] * 3
+    await ranges.close()
+    await jobs.close()

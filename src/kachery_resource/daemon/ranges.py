@@ -12,8 +12,9 @@ A request names a sha1 and up to 16 byte ranges. The answer is one of::
 One :class:`ChunkJob` per (sha1, chunk index) however many readers ask, like the one job
 per hash of :mod:`.jobs`. The chunks a request starts go up together, in one upload slot
 (shared with whole-file jobs, but served first: :class:`.slots.Slots`, since a reader
-waits on them) with one ``initiateChunkUpload`` and their PUTs in parallel. At most ``MAX_CHUNKS``
-chunks (the first ones) are started per request: a reader reads ahead in several.
+waits on them) with one ``initiateChunkUpload`` and their PUTs in parallel. At most
+``MAX_CHUNKS`` chunks (the first ones) are started per request: a reader reads ahead in
+several.
 
 After the chunks of a file's first request are done, and when ``upload_whole`` is set
 (``uploadWholeAfterRanges``), the whole file goes up in the background as a normal
@@ -204,6 +205,9 @@ class RangeJobs:
                 self.chunk_uploads += len(group)
                 await self._plan.upload_chunks(local, chunks, list(by_index), lambda n: None,
                                                uploaded)
+            for job in group:  # the plan returned: every chunk is in the bucket
+                if not job.done.is_set():
+                    uploaded(job.index)
         except asyncio.CancelledError:
             self._fail_rest(group, "the resource daemon stopped during the upload")
             raise

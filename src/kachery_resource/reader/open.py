@@ -44,8 +44,9 @@ from .remote_file import (
 )
 from .source import BucketSource, LocalSource, RangeSource
 
+#: chunks read ahead in a sequential run: each is one the daemon must send
+CHUNK_READAHEAD = 16
 #: the daemon may hold each upload request this long (the proxy clamps at 25 s)
-CHUNK_READAHEAD = 16  # chunks read ahead in a sequential run: each is one the daemon sends
 _UPLOAD_WAIT_SEC = 20.0
 #: pauses before re-asking the gateway after the daemon reported the upload complete
 _FIND_RETRY_DELAYS = (0.0, 0.05, 0.2, 0.5, 1.0)
@@ -67,8 +68,10 @@ def open(
     Nothing is downloaded up front: each read fetches the blocks (``block_size`` bytes,
     aligned) it covers with HTTP Range requests, keeps up to ``cache_size`` bytes of them
     in memory, reads ahead on sequential runs once they span a block (up to
-    ``max_readahead``; at most ``CHUNK_READAHEAD`` chunks for a file the daemon sends in
-    chunks) and fetches large reads as several ranges (``max_request`` bytes each, ``workers`` at a time). Reading
+    ``max_readahead``, and never more than half the run so far) and fetches large reads
+    as several ranges (``max_request`` bytes each, ``workers`` at a time). A file the
+    daemon sends in chunks reads ahead at most ``CHUNK_READAHEAD`` chunks with two
+    workers (the chunk source downloads in parallel itself). Reading
     the whole file checks its sha1. ``timeout`` bounds the wait for a resource that must
     first upload the file. Use it as a context manager, or close it.
 
@@ -85,7 +88,7 @@ def open(
     source = _source(uri, sha1, settings, timeout)
     if isinstance(source, ChunkSource):  # each chunk read ahead is one the daemon must send
         max_readahead = min(max_readahead, CHUNK_READAHEAD * source.chunk_size)
-        workers = 2  # a read and the read-ahead after it at once; each source call downloads in parallel
+        workers = 2  # a read and its read-ahead at once; each downloads in parallel
     fetcher = BlockFetcher(source, sha1, block_size=block_size,
                            cache_size=max(cache_size, max_readahead + max_request, block_size),
                            max_request=max(max_request, block_size), workers=workers)

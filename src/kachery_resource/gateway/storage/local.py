@@ -341,14 +341,14 @@ async def _read_small_body(body: AsyncIterator[bytes], max_size: int | None
 
 def _write_received(path: Path, tmp: Path, pieces: list[bytes]) -> tuple[str, int]:
     """A whole small body: written, hashed and kept in one go (see :func:`_keep_received`)."""
-    with _create(tmp) as f:
-        writer = _HashingWriter(f)
-        try:
+    try:
+        with _create(tmp) as f:
+            writer = _HashingWriter(f)
             writer.write(pieces)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-    return _keep_received(path, tmp, writer)
+        return _keep_received(path, tmp, writer)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _keep_received(path: Path, tmp: Path, writer: _HashingWriter) -> tuple[str, int]:
