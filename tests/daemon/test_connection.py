@@ -31,6 +31,15 @@ class StandInProxy:
         self.sockets: list[web.WebSocketResponse] = []
         self.stdout = ""
 
+    async def serve(self, port: int) -> web.AppRunner:
+        """Its WebSocket on ``port`` (no /api/info: an old proxy), until the runner is cleaned up."""
+        app = web.Application()
+        app.router.add_get("/", self.ws)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        return runner
+
     async def info(self, request: web.Request) -> web.Response:
         if self.protocols is None:
             return web.Response(status=404, text="Cannot GET /api/info")
@@ -161,15 +170,7 @@ async def test_restarted_proxy_is_found_before_the_backoff_runs_out() -> None:
     port = free_port()
     proxy = StandInProxy(None)
 
-    async def start() -> web.AppRunner:
-        app = web.Application()
-        app.router.add_get("/", proxy.ws)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        return runner
-
-    runner = await start()
+    runner = await proxy.serve(port)
     config = ResourceConfig(resourceName="res1", proxyUrl=f"http://127.0.0.1:{port}",
                             proxySecret="sec")
     async with aiohttp.ClientSession() as session:
@@ -185,7 +186,7 @@ async def test_restarted_proxy_is_found_before_the_backoff_runs_out() -> None:
             await ws.close()
         await runner.cleanup()  # the proxy goes away …
         await asyncio.sleep(3.5)  # without the port probe the next try would come ≥ 3 s later
-        runner = await start()  # … and comes back on the same port
+        runner = await proxy.serve(port)  # … and comes back on the same port
         back = asyncio.get_running_loop().time()
         for _ in range(500):
             if len(proxy.initialized) == 2:

@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 
 import aiohttp
-from aiohttp import web
 
 from kachery_resource.config import ResourceConfig
 from kachery_resource.daemon.connection import ProxyConnection, _is_refused
@@ -47,15 +46,7 @@ async def test_restarted_proxy_behind_a_relay_is_found_before_the_backoff_runs_o
     port = free_port()
     proxy = StandInProxy(None)
 
-    async def start() -> web.AppRunner:
-        app = web.Application()
-        app.router.add_get("/", proxy.ws)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        return runner
-
-    runner = await start()
+    runner = await proxy.serve(port)
     relay = TcpRelay(port)
     server = await asyncio.start_server(relay.handle, "127.0.0.1", 0)
     relay_port = server.sockets[0].getsockname()[1]
@@ -75,7 +66,7 @@ async def test_restarted_proxy_behind_a_relay_is_found_before_the_backoff_runs_o
         await runner.cleanup()  # the proxy goes away, the relay stays …
         await asyncio.sleep(3.5)
         assert relay.dropped >= 1  # the daemon tried and was dropped
-        runner = await start()  # … and the proxy comes back on the same port
+        runner = await proxy.serve(port)  # … and the proxy comes back on the same port
         back = asyncio.get_running_loop().time()
         for _ in range(500):
             if len(proxy.initialized) == 2:
