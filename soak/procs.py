@@ -175,11 +175,18 @@ class BlackHoleRelay:
             writer.transport.abort()
             return
         self._writers.update((writer, up_w))
-        await asyncio.gather(self._pump(reader, up_w), self._pump(up_r, writer),
-                             return_exceptions=True)
+        pumps = [asyncio.ensure_future(self._pump(reader, up_w)),
+                 asyncio.ensure_future(self._pump(up_r, writer))]
+        # either side ending (EOF, or a reset as from a killed server) ends both at once:
+        # waiting for the other side would leave the daemon on a dead connection until its
+        # next heartbeat
+        await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
         for w in (writer, up_w):
             self._writers.discard(w)
             w.transport.abort()
+        for pump in pumps:
+            pump.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
