@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from kachery_resource.gateway.app import build_app
+from kachery_resource.gateway.flight_slots import QUEUE_FACTOR
 from kachery_resource.gateway.settings import load_settings
 from kachery_resource.identity import ClientKeys
 
@@ -116,17 +117,65 @@ async def test_the_wait_is_bounded(tmp_path: Path, aiohttp_client: AiohttpClient
     assert 0.4 < time.monotonic() - t0 < 3
 
 
-async def test_cap_on_flights_per_zone(tmp_path: Path, aiohttp_client: AiohttpClient,
-                                       aiohttp_server: AiohttpServer) -> None:
-    resource = FakeResource(delay=2)
+async def test_misses_beyond_the_cap_wait_their_turn(tmp_path: Path, aiohttp_client: AiohttpClient,
+                                                     aiohttp_server: AiohttpServer) -> None:
+    """A miss that finds every flight busy waits for one, rather than being told "not
+    found" for a file a resource has."""
+    data = secrets.token_bytes(200)
+    sha1 = hashlib.sha1(data).hexdigest()
+    resource = FakeResource({sha1: data}, delay=1)
     client = await start(tmp_path, aiohttp_client, aiohttp_server, resource, onDemandMaxInFlight=1)
     first = asyncio.ensure_future(call(client, ClientKeys.generate(), find("1" * 40)))
     await asyncio.sleep(0.3)
     t0 = time.monotonic()
-    status, body = await call(client, ClientKeys.generate(), find("2" * 40))
-    assert status == 200 and body["found"] is False and time.monotonic() - t0 < 1
+    status, body = await call(client, ClientKeys.generate(), find(sha1))
+    assert status == 200 and body["found"] is True
+    assert time.monotonic() - t0 > 1.4  # the rest of the first flight, then its own
     assert (await first)[1]["found"] is False
-    assert resource.asked == ["1" * 40]
+    assert resource.asked == ["1" * 40, sha1]
+    metrics = await (await client.get("/metrics")).text()
+    assert 'kachery_gateway_on_demand_total{outcome="hit"} 1.0' in metrics
+    assert 'outcome="overloaded"} 0.0' in metrics
+    assert "kachery_gateway_on_demand_queued 0.0" in metrics
+
+
+async def test_a_full_queue_turns_misses_away_at_once(tmp_path: Path, aiohttp_client: AiohttpClient,
+                                                      aiohttp_server: AiohttpServer) -> None:
+    resource = FakeResource(delay=0.5)
+    client = await start(tmp_path, aiohttp_client, aiohttp_server, resource, onDemandMaxInFlight=1)
+    hashes = [str(i) * 40 for i in range(1, 1 + 1 + QUEUE_FACTOR)]  # one flies, the rest wait
+    waiting = []
+    for sha1 in hashes:
+        waiting.append(asyncio.ensure_future(call(client, ClientKeys.generate(), find(sha1))))
+        await asyncio.sleep(0.02)
+    t0 = time.monotonic()
+    status, body = await call(client, ClientKeys.generate(), find("f" * 40))
+    assert status == 200 and body["found"] is False and time.monotonic() - t0 < 0.4
+    assert all(b["found"] is False for _, b in await asyncio.gather(*waiting))
+    assert resource.asked == hashes  # every waiter in turn, first come first served
+    metrics = await (await client.get("/metrics")).text()
+    assert 'kachery_gateway_on_demand_total{outcome="overloaded"} 1.0' in metrics
+    assert f'kachery_gateway_on_demand_total{{outcome="miss"}} {float(len(hashes))}' in metrics
+
+
+async def test_no_free_flight_within_the_wait_is_not_found(tmp_path: Path, aiohttp_client: AiohttpClient,
+                                                          aiohttp_server: AiohttpServer) -> None:
+    resource = FakeResource(delay=30)  # never answers in time
+    client = await start(tmp_path, aiohttp_client, aiohttp_server, resource, onDemandMaxInFlight=1,
+                         onDemandWaitSec=0.6)
+    first = asyncio.ensure_future(call(client, ClientKeys.generate(), find("1" * 40)))
+    await asyncio.sleep(0.05)
+    second = asyncio.ensure_future(call(client, ClientKeys.generate(), find("2" * 40)))
+    await asyncio.sleep(0.05)
+    t0 = time.monotonic()
+    status, body = await call(client, ClientKeys.generate(), find("3" * 40))
+    # the second took the slot the first freed at 0.6 s; the third's own wait ran out
+    assert status == 200 and body["found"] is False and 0.4 < time.monotonic() - t0 < 1.5
+    assert [b["found"] for _, b in await asyncio.gather(first, second)] == [False, False]
+    assert resource.asked == ["1" * 40, "2" * 40]
+    metrics = await (await client.get("/metrics")).text()
+    assert 'kachery_gateway_on_demand_total{outcome="overloaded"} 1.0' in metrics
+    assert 'kachery_gateway_on_demand_total{outcome="timeout"} 2.0' in metrics
 
 
 @pytest.mark.parametrize("zone", [{"onDemand": False}, {}])

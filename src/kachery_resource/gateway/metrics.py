@@ -12,7 +12,8 @@ ON_DEMAND_OUTCOMES = ("hit", "miss", "timeout", "negative-cache", "no-resources"
                       "disabled", "skipped", "error")
 """hit: a resource uploaded the file; miss: every resource answered without it; timeout:
 nothing within onDemandWaitSec; negative-cache: a recent miss; no-resources: the zone has
-none live; overloaded: onDemandMaxInFlight reached; disabled: ``onDemand: false``;
+none live; overloaded: no free flight (onDemandMaxInFlight) within the wait, or too many
+misses already waiting for one; disabled: ``onDemand: false``;
 skipped: the caller is itself a resource of the zone; error: the lookup itself failed
 (logged)."""
 
@@ -48,6 +49,9 @@ class GatewayMetrics:
         self.on_demand_waiting = Gauge("kachery_gateway_on_demand_waiting",
                                        "findFile calls waiting for an on-demand upload now",
                                        registry=self.registry)
+        self.on_demand_queued = Gauge("kachery_gateway_on_demand_queued",
+                                      "findFile misses waiting for a free on-demand flight "
+                                      "(onDemandMaxInFlight reached)", registry=self.registry)
         self.on_demand_requests = Counter(
             "kachery_gateway_on_demand_resource_requests_total",
             "Requests sent to resources, by answer (uploaded, not-found, error, unavailable, "

@@ -11,7 +11,8 @@ when on-demand cannot help.
 
 Cheap under load: one flight per (zone, hash) however many findFiles wait on it (so one
 request per resource per hash); a bounded negative cache of hashes every resource said
-it lacks; at most ``onDemandMaxInFlight`` flights per zone (beyond: not found at once).
+it lacks; at most ``onDemandMaxInFlight`` flights per zone, further misses wait their turn
+within their own ``onDemandWaitSec`` (a bounded queue, :mod:`.flight_slots`).
 A daemon's own findFile (its client id announced a resource of the zone) never triggers
 one: it is checking the bucket before an upload it is about to make.
 """
@@ -31,6 +32,7 @@ import aiohttp
 from ..env_proxy import proxy_for
 from . import keys
 from .announcements import all_announcements
+from .flight_slots import FlightSlots
 from .metrics import GatewayMetrics
 from .requestlog import note
 from .settings import GatewaySettings
@@ -77,6 +79,7 @@ class OnDemand:
         self._resources: dict[str, tuple[float, list[Resource]]] = {}
         self._reading: dict[str, asyncio.Future[list[Resource]]] = {}
         self._unreachable: dict[str, float] = {}  # resource URL -> skip it until (monotonic)
+        self._slots = FlightSlots()
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -140,19 +143,36 @@ class OnDemand:
             return "no-resources", None
         if requester and any(r.client_id == requester for r in resources):
             return "skipped", None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + zone.settings.on_demand_wait_sec
         flight = self._flights.get(key)
         if flight is None:
-            if sum(f.zone is zone for f in self._flights.values()) >= zone.settings.on_demand_max_in_flight:
+            self.metrics.on_demand_queued.inc()
+            try:
+                slot = await self._slots.acquire(zone.name, zone.settings.on_demand_max_in_flight,
+                                                 deadline - loop.time())
+            finally:
+                self.metrics.on_demand_queued.dec()
+            if not slot:
                 return "overloaded", None
-            flight = self._start(zone, sha1, resources)
+            flight = self._flights.get(key)  # started, or answered, while this one waited
+            if flight is not None or self._negative_hit(key):
+                self._slots.release(zone.name)
+            else:
+                flight = self._start(zone, sha1, resources)
+            if flight is None:
+                return "negative-cache", None
         self.metrics.on_demand_waiting.inc()
         try:
-            winner = await asyncio.shield(flight.result)
+            winner = await asyncio.wait_for(asyncio.shield(flight.result),
+                                            max(0.0, deadline - loop.time()))
+        except TimeoutError:  # waited for a slot first: this caller's own wait is over
+            return "timeout", None
         finally:
             self.metrics.on_demand_waiting.dec()
         if winner is not None:
             return "hit", winner
-        timed_out = asyncio.get_running_loop().time() >= flight.deadline - 0.05
+        timed_out = loop.time() >= min(flight.deadline, deadline) - 0.05
         return ("timeout" if timed_out else "miss"), None
 
     def _negative_hit(self, key: tuple[str, str]) -> bool:
@@ -181,6 +201,7 @@ class OnDemand:
                             zone.name, type(exc).__name__, exc)
             finally:
                 self._flights.pop(key, None)
+                self._slots.release(zone.name)
                 if not flight.result.done():  # also when cancelled at shutdown
                     flight.result.set_result(winner)
 

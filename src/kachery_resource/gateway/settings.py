@@ -120,7 +120,7 @@ class ZoneSettings(BaseModel):
     on_demand_wait_sec: float = Field(25.0, alias="onDemandWaitSec", gt=0, le=300,
                                       description="longest a findFile waits for an on-demand upload")
     on_demand_max_in_flight: int = Field(64, alias="onDemandMaxInFlight", ge=1,
-                                         description="hashes fetched on demand at once; beyond: not found")
+                                         description="hashes fetched on demand at once; further misses wait their turn")
     resources: list[ResourceUrl] = Field(default_factory=list, max_length=100,
                                          description="resource URLs (PROXY/r/NAME) asked besides announced ones")
 
