@@ -14,7 +14,7 @@ import kachery_resource
 from kachery_resource.chunking import MIB, chunk_size_for
 from kachery_resource.client import ClientSettings
 from kachery_resource.identity import ClientKeys
-from kachery_resource.reader import chunk_source, offers
+from kachery_resource.reader import list_check, offers
 from kachery_resource.reader.chunk_source import ChunkSource
 
 from .chunkfake import ChunkFake
@@ -28,7 +28,7 @@ assert chunk_size_for(SIZE) == CS
 @pytest.fixture
 def fake() -> Iterator[ChunkFake]:
     offers._NO_RANGES.clear()
-    chunk_source._SIGNERS.clear()
+    list_check._SIGNERS.clear()
     f = ChunkFake(blob(SIZE, seed=5))
     server = f.start()
     yield f

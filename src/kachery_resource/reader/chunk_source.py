@@ -1,15 +1,14 @@
 """Reading a file that is not in the bucket yet: the daemon uploads just the chunks a read
 needs (``fileRanges``), the reader checks and reads them (docs/design-chunks.md).
 
-For each read: one ``fileRanges`` request for the chunks it covers that the daemon has not
-yet reported uploaded (the daemon waits for them, up to 20 s per request), then one
+For each read: one ``fileRanges`` request (:mod:`.chunk_requests`) for the chunks it
+covers that the daemon has not yet reported uploaded, then one
 ``findChunks`` on the gateway for their URLs, then ``DOWNLOADS`` chunks downloaded at
 once. Before any byte is used:
 
-- the chunk list (fetched once) must carry a valid signature (``chunking``'s one check)
-  by a registered client of the zone (``getClientInfo``, cached per signer), for this
-  sha1, size and chunk size. A list that fails is refused: the file is then read the
-  whole-file way (``list_refused`` says why);
+- the chunk list (fetched once) must pass :mod:`.list_check` (signed by a registered
+  client of the zone, for this sha1, size and chunk size). A list that fails is refused:
+  the file is then read the whole-file way (``list_refused`` says why);
 - each chunk must have exactly its length and its sha1 from the list; a mismatch is
   fetched once more with a fresh URL, then IntegrityError (nothing of it is used).
 
@@ -31,30 +30,23 @@ from typing import Any
 
 import requests
 
-from ..chunking import ChunkList, chunk_size_for, chunks_covering, read_signed_chunk_list
+from ..chunking import ChunkList, chunk_size_for, chunks_covering
 from ..client.gateway import FoundFile, GatewayClient
-from ..client.resource import Busy, ResourceClient
-from ..errors import (
-    FileNotFoundOnResource,
-    GatewayError,
-    IntegrityError,
-    TimeoutError_,
-    UnsupportedRequestError,
-    UploadFailedError,
-    connection_problem,
-)
-from .offers import RangesUnavailable, no_ranges
+from ..client.resource import ResourceClient
+from ..errors import GatewayError, IntegrityError, connection_problem
+from .chunk_requests import ChunkRequests, runs_of
+from .list_check import trusted_chunk_list
+from .offers import RangesUnavailable
+from .sessions import ThreadSessions
 from .source import BucketSource, RangeSource
 
 log = logging.getLogger("kachery_resource.reader")
 
-WAIT_SEC = 20.0  # how long the daemon may hold each fileRanges request
 KEEP_BYTES = 32 * 1024 * 1024  # verified chunks kept in memory (the file's blocks are
 #                                 cached above, in the fetcher)
 MAX_INDICES = 64  # chunks per fileRanges and findChunks
 MAX_RANGES = 16  # ranges per fileRanges
 DOWNLOADS = 4  # chunks downloaded at once
-_SIGNERS: dict[tuple[str, str, str], bool] = {}  # (gateway, zone, client id) -> registered
 _FIND_DELAYS = (0.0, 0.05, 0.2, 0.5, 1.0)
 
 
@@ -66,30 +58,27 @@ class ChunkSource:
         self.name = f"sha1://{sha1}"
         self.origin = (f"the chunks of resource {resource.name!r} in zone {gateway.zone!r}, "
                        "whose daemon's file may have changed; tell the data owner")
-        self._uri, self._sha1 = uri, sha1
-        self._gateway, self._resource = gateway, resource
-        self._whole_factory, self._timeout = whole, timeout
+        self._sha1 = sha1
+        self._gateway = gateway
+        self._daemon = ChunkRequests(uri, self.name, resource, timeout)
+        self._whole_factory = whole
         self._lock = threading.Lock()  # the pool, the list's check, the move to the bucket
         self._cache_lock = threading.Lock()  # the verified chunks (never held while waiting)
         self._cache: OrderedDict[int, bytes] = OrderedDict()
         self._cache_bytes = 0
-        self._uploaded: set[int] = set()  # chunks the daemon reported in the bucket
         self._urls: dict[int, str] = {}
         self._inflight: dict[int, Future[bytes]] = {}  # chunks being fetched
         self._pool: ThreadPoolExecutor | None = None
         self._pending_urls = True  # the gateway gives URLs of chunks before they are up
         self._list: ChunkList | None = None
         self._whole: RangeSource | None = None
-        self._local = threading.local()
-        self._sessions: list[requests.Session] = []
+        self._sessions = ThreadSessions()
         #: why the chunk list was refused (then reads go the whole-file way), or None
         self.list_refused: str | None = None
         #: chunks fetched (for tests and diagnostics), and refetches after a bad chunk
         self.fetched = 0
         self.refetched = 0
-        first = self._ask([0], first=True)
-        self.size = int(first["size"])
-        self.chunk_size = int(first["chunkSize"])
+        self.size, self.chunk_size = self._daemon.shape()
         if self.chunk_size != chunk_size_for(self.size):  # an older daemon's chunk sizes
             raise RangesUnavailable(f"the resource gave chunk size {self.chunk_size} for "
                                     f"{self.name} ({self.size} bytes), not "
@@ -162,12 +151,12 @@ class ChunkSource:
         ``fileRanges``), their URLs come in one ``findChunks``, and they are downloaded
         ``DOWNLOADS`` at a time."""
         pool = self._downloads()
-        runs = _runs([i for i in todo if i not in self._uploaded])
+        runs = runs_of([i for i in todo if i not in self._daemon.uploaded])
         ahead = None  # their URLs, asked for while the daemon uploads them
         if runs and self._list is not None and self._pending_urls:
             ahead = pool.submit(self._find, [i for i in todo if i not in self._urls], True)
         for k in range(0, len(runs), MAX_RANGES):
-            self._ask([i for run in runs[k:k + MAX_RANGES] for i in run])
+            self._daemon.ask([i for run in runs[k:k + MAX_RANGES] for i in run], self.chunk_size)
         if ahead is not None:
             try:
                 ahead.result()
@@ -196,62 +185,6 @@ class ChunkSource:
             if self._whole is None:
                 log.info("%s: reading the whole file instead of chunks (%s)", self.name, why)
                 self._whole = self._whole_factory()
-
-    # -- the daemon ---------------------------------------------------------------------
-    def _ask(self, indices: list[int], first: bool = False) -> dict[str, Any]:
-        """``fileRanges`` for ``indices`` until each is uploaded; the last answer."""
-        ranges = [(0, 1)] if first else self._ranges(indices)
-        end = None if self._timeout is None else time.monotonic() + self._timeout
-        while True:
-            left = None if end is None else end - time.monotonic()
-            if left is not None and left <= 0:
-                raise TimeoutError_(f"the resource did not upload the chunks of {self.name} "
-                                    f"within {self._timeout:g} s; try again later")
-            try:
-                got = self._resource.request_ranges(
-                    self._uri, ranges, WAIT_SEC if left is None else min(WAIT_SEC, left))
-            except Busy as busy:
-                time.sleep(busy.retry_after)
-                continue
-            except UnsupportedRequestError as exc:
-                no_ranges(self._resource.url)
-                raise RangesUnavailable(str(exc)) from exc
-            if self._done(got, indices, first):
-                return got
-
-    def _ranges(self, indices: list[int]) -> list[tuple[int, int]]:
-        """``(offset, length)`` of each run of consecutive chunks in ``indices``."""
-        cs = self.chunk_size
-        return [(run.start * cs, len(run) * cs) for run in _runs(indices)]
-
-    def _done(self, got: dict[str, Any], indices: list[int], first: bool) -> bool:
-        status = got.get("status")
-        if status == "unavailable":
-            no_ranges(self._resource.url)
-            raise RangesUnavailable(str(got.get("error") or "the resource cannot send chunks"))
-        if status == "not-found":
-            raise FileNotFoundOnResource(f"{self._uri} is neither in the zone's bucket nor on "
-                                         "the resource")
-        if status == "error":
-            raise UploadFailedError(f"the resource could not send {self._uri}: "
-                                    f"{got.get('error') or 'no reason given'}")
-        if status == "hashing":
-            return False
-        if status != "ready" or not isinstance(got.get("chunks"), list):
-            raise GatewayError(f"the resource answered fileRanges for {self.name} with "
-                               f"{str(got)[:200]}")
-        if first and not (isinstance(got.get("size"), int) and isinstance(got.get("chunkSize"), int)):
-            raise GatewayError(f"the resource gave no size for {self.name}")
-        states = {c.get("index"): c for c in got["chunks"] if isinstance(c, dict)}
-        self._uploaded.update(i for i, c in states.items()
-                              if isinstance(i, int) and c.get("status") == "completed")
-        wanted = [] if first and got.get("size") == 0 else indices
-        for i in wanted:
-            chunk = states.get(i) or {}
-            if chunk.get("status") == "error":
-                raise UploadFailedError(f"the resource could not send chunk {i} of {self._uri}: "
-                                        f"{chunk.get('error') or 'no reason given'}")
-        return all((states.get(i) or {}).get("status") == "completed" for i in wanted)
 
     # -- the gateway --------------------------------------------------------------------
     def _verified_chunk(self, index: int) -> bytes:
@@ -322,25 +255,12 @@ class ChunkSource:
             raise GatewayError(f"the gateway gave no chunk list URL for {self.name}")
         doc = self._download(url, f"the chunk list of {self.name}")
         try:
-            chunks, signer = read_signed_chunk_list(doc, self._gateway.zone)
-            if (chunks.sha1, chunks.size, chunks.chunk_size) != (self._sha1, self.size,
-                                                                  self.chunk_size):
-                raise IntegrityError(f"the chunk list is for sha1://{chunks.sha1} "
-                                     f"({chunks.size} bytes), not this file")
-            if not self._registered(signer):
-                raise IntegrityError(f"the chunk list is signed by {signer}, which is not a "
-                                     f"registered client of zone {self._gateway.zone!r}")
+            chunks = trusted_chunk_list(doc, self._gateway, self._sha1, self.size, self.chunk_size)
         except IntegrityError as exc:
             self.list_refused = str(exc)
             log.warning("%s: refused its chunk list: %s", self.name, exc)
             raise RangesUnavailable(f"the chunk list was refused: {exc}") from exc
         self._list = chunks
-
-    def _registered(self, signer: str) -> bool:
-        key = (self._gateway.url, self._gateway.zone, signer)
-        if key not in _SIGNERS:
-            _SIGNERS[key] = self._gateway.client_registered(signer)
-        return _SIGNERS[key]
 
     def _get(self, url: str, index: int) -> bytes:
         self.fetched += 1
@@ -352,12 +272,8 @@ class ChunkSource:
         return self._download(self._url(index), f"chunk {index} of {self.name}")
 
     def _download(self, url: str, what: str) -> bytes:
-        session: requests.Session | None = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
-            self._sessions.append(session)
         try:
-            resp = session.get(url, timeout=(10, 60))
+            resp = self._sessions.get().get(url, timeout=(10, 60))
         except requests.RequestException as exc:
             raise GatewayError(f"cannot read {what}: {connection_problem(exc)}") from exc
         if resp.status_code != 200:
@@ -370,16 +286,5 @@ class ChunkSource:
             self._pool.shutdown(wait=False, cancel_futures=True)  # the sessions close below
         if self._whole is not None:
             self._whole.close()
-        for session in self._sessions:
-            session.close()
+        self._sessions.close()
 
-
-def _runs(indices: list[int]) -> list[range]:
-    """The runs of consecutive numbers in ``indices`` (sorted)."""
-    runs: list[range] = []
-    for i in indices:
-        if runs and runs[-1].stop == i:
-            runs[-1] = range(runs[-1].start, i + 1)
-        else:
-            runs.append(range(i, i + 1))
-    return runs

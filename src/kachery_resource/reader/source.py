@@ -20,6 +20,7 @@ import requests
 from ..client._http import error_text
 from ..client.gateway import FoundFile, GatewayClient
 from ..errors import FileNotFoundOnResource, GatewayError, connection_problem
+from .sessions import ThreadSessions
 
 #: statuses a bucket answers for an expired or otherwise refused signed URL
 _REFUSED = (400, 401, 403)
@@ -80,9 +81,8 @@ class BucketSource:
         self._timeout = timeout
         self._url = found.url
         self._url_lock = threading.Lock()
-        self._local = threading.local()
         #: sessions to close with the source (the gateway's, one per reading thread)
-        self._sessions: list[requests.Session] = [gateway_session] if gateway_session else []
+        self._sessions = ThreadSessions(*([gateway_session] if gateway_session else []))
         #: how many times the signed URL was replaced (for tests and diagnostics)
         self.refreshes = 0
         self.size = found.size if found.size is not None else self._probe_size()
@@ -157,16 +157,7 @@ class BucketSource:
             return int(total)
 
     def _session(self) -> requests.Session:
-        session: requests.Session | None = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            self._local.session = session
-            with self._url_lock:
-                self._sessions.append(session)
-        return session
+        return self._sessions.get()
 
     def close(self) -> None:
-        with self._url_lock:
-            sessions, self._sessions = self._sessions, []
-        for session in sessions:
-            session.close()
+        self._sessions.close()
