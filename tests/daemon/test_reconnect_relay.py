@@ -10,8 +10,9 @@ import contextlib
 import aiohttp
 
 from kachery_resource.config import ResourceConfig
-from kachery_resource.daemon.connection import ProxyConnection, _is_refused
+from kachery_resource.daemon.connection import ProxyConnection
 from kachery_resource.daemon.jobs import JobManager
+from kachery_resource.daemon.reconnect import is_refused
 
 from ..servers import free_port
 from .test_connection import NoUploads, StandInProxy, resolve
@@ -81,8 +82,8 @@ async def test_restarted_proxy_behind_a_relay_is_found_before_the_backoff_runs_o
 
 
 def test_what_counts_as_nobody_listening() -> None:
-    assert _is_refused(ConnectionRefusedError())
-    assert _is_refused(aiohttp.ServerDisconnectedError())  # dropped before any answer
-    assert _is_refused(aiohttp.ClientOSError(104, "Connection reset by peer"))
-    assert not _is_refused(aiohttp.WSServerHandshakeError(None, (), status=403))  # type: ignore[arg-type]
-    assert not _is_refused(TimeoutError())  # a proxy too slow to answer: the full backoff
+    assert is_refused(ConnectionRefusedError())
+    assert is_refused(aiohttp.ServerDisconnectedError())  # dropped before any answer
+    assert is_refused(aiohttp.ClientOSError(104, "Connection reset by peer"))
+    assert not is_refused(aiohttp.WSServerHandshakeError(None, (), status=403))  # type: ignore[arg-type]
+    assert not is_refused(TimeoutError())  # a proxy too slow to answer: the full backoff

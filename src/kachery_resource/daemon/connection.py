@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
-import random
 import sys
 import time
 import urllib.parse
@@ -34,12 +32,13 @@ import orjson
 
 from ..config import ResourceConfig
 from ..env_proxy import proxy_for
-from ..errors import InvalidUriError, ProtocolError, ProxyRefusedError, connection_problem
+from ..errors import InvalidUriError, ProtocolError, ProxyRefusedError
 from ..messages import Initialize, UploadState, dumps
 from ..uri import parse_sha1_uri
 from .jobs import JobManager
 from .logs import log_request
 from .ranges import RangeJobs
+from .reconnect import Backoff, describe_failure, is_refused, wait_for_listener
 from .refusals import (
     CLOSE_NAME_TAKEN,
     CLOSE_REPLACED,
@@ -53,7 +52,6 @@ log = logging.getLogger("kachery_resource.daemon")
 
 HEARTBEAT_SEC = 20.0
 ACK_TIMEOUT_SEC = 15.0
-PROBE_INTERVAL_SEC = 0.5  # while the proxy is away: how often to ask whether it answers again
 NAME_TAKEN_GRACE_SEC = 75.0  # > the proxy's heartbeat timeout (45 s by default)
 REFUSED_RETRY_SEC = 60.0  # a refusal after this daemon was once accepted: retried this slowly
 
@@ -65,23 +63,6 @@ def websocket_url(proxy_url: str) -> str:
     parts = urllib.parse.urlsplit(proxy_url)
     scheme = {"https": "wss", "http": "ws"}.get(parts.scheme, parts.scheme)
     return urllib.parse.urlunsplit((scheme, parts.netloc, parts.path or "/", parts.query, ""))
-
-
-class Backoff:
-    """Exponential reconnect delays with jitter: about 1, 2, 4 … 30 s."""
-
-    def __init__(self, first: float = 1.0, maximum: float = 30.0) -> None:
-        self.first = first
-        self.maximum = maximum
-        self._next = first
-
-    def reset(self) -> None:
-        self._next = self.first
-
-    def next_delay(self) -> float:
-        delay = self._next
-        self._next = min(self._next * 2, self.maximum)
-        return delay * random.uniform(0.75, 1.0)
 
 
 class ProxyConnection:
@@ -137,34 +118,15 @@ class ProxyConnection:
                 await asyncio.sleep(REFUSED_RETRY_SEC)
                 continue
             except (aiohttp.ClientError, OSError, TimeoutError, ProtocolError) as exc:
-                refused = _is_refused(exc)
-                why = _describe(exc)
+                refused = is_refused(exc)
+                why = describe_failure(exc)
             self._on_state(False, why)
             delay = self.backoff.next_delay()
             log.warning("proxy %s: %s; retrying in %.1f s", self.config.proxyUrl, why, delay)
             if refused:
-                await self._wait_for_listener(delay)
+                await wait_for_listener(self._session, self.config.proxyUrl, delay)
             else:
                 await asyncio.sleep(delay)
-
-    async def _wait_for_listener(self, delay: float) -> None:
-        """Sleep ``delay``, but come back soon after the proxy answers HTTP again: a restarted
-        proxy gets its daemons back within about a second, also behind a relay or load
-        balancer whose port stays open meanwhile; a proxy that answers and refuses still
-        sees the full backoff."""
-        url = f"{self.config.proxyUrl}/api/info"
-        deadline = time.monotonic() + delay
-        while (left := deadline - time.monotonic()) > 0:
-            await asyncio.sleep(min(PROBE_INTERVAL_SEC, left))
-            try:
-                async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=2),
-                                             headers={"Connection": "close"},
-                                             proxy=proxy_for(url)):
-                    pass  # any HTTP answer: something serves there again
-            except (aiohttp.ClientError, OSError, TimeoutError):
-                continue
-            await asyncio.sleep(random.uniform(0, PROBE_INTERVAL_SEC))  # spread a herd
-            return
 
     async def negotiate(self) -> int:
         """The protocol to speak: 2 if ``GET /api/info`` lists it, else 1."""
@@ -346,25 +308,3 @@ class ProxyConnection:
         state = f"error: {error}" if error else status.get("status", "-") if status else "-"
         log_request(request_id, uri, status.get("size", "-") if status else "-", state,
                     time.monotonic() - t0)
-
-
-def _is_refused(exc: BaseException) -> bool:
-    """Answer whether nothing serves at the proxy's address (it is down or restarting): the
-    port refuses, or a relay in front of it drops the connection before any answer."""
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        exc = exc.os_error
-    return isinstance(exc, ConnectionRefusedError | ConnectionResetError
-                      | aiohttp.ServerDisconnectedError) or (
-        isinstance(exc, aiohttp.ClientOSError) and exc.errno == errno.ECONNRESET)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, aiohttp.WSServerHandshakeError):
-        return f"the proxy refused the WebSocket ({exc.status} {exc.message})"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot connect: {connection_problem(exc)}"
-    if isinstance(exc, TimeoutError):
-        return "the proxy did not answer in time"
-    if isinstance(exc, aiohttp.ClientConnectionError | OSError):
-        return f"the connection failed: {connection_problem(exc)}"
-    return str(exc) or type(exc).__name__
