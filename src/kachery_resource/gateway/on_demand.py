@@ -3,11 +3,11 @@
 :meth:`OnDemand.find_or_fetch` is the one entry point (every findFile handler calls it
 after a miss). It sends the v1 ``fileUpload`` request — exactly what kachery-cloud sends
 to ``KACHERY_RESOURCE_URL`` — to every live resource of the zone at once, over HTTP
-through their proxies, long-polling until one answers ``completed`` and the file is in
-the bucket under its content key (only our verified finalize puts it there). It answers
-True then, and False when every resource said it lacks the file, when nothing happened
-within the zone's ``onDemandWaitSec`` (the upload goes on; a retry finds it), or at once
-when on-demand cannot help.
+through their proxies (:mod:`.resource_asker`), long-polling until one answers
+``completed`` and the file is in the bucket under its content key (only our verified
+finalize puts it there). It answers True then, and False when every resource said it
+lacks the file, when nothing happened within the zone's ``onDemandWaitSec`` (the upload
+goes on; a retry finds it), or at once when on-demand cannot help.
 
 Cheap under load: one flight per (zone, hash) however many findFiles wait on it (so one
 request per resource per hash); a bounded negative cache of hashes every resource said
@@ -21,30 +21,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-import aiohttp
-
-from ..env_proxy import proxy_for
 from . import keys
 from .announcements import all_announcements
 from .flight_slots import FlightSlots
 from .metrics import GatewayMetrics
 from .requestlog import note
+from .resource_asker import ResourceAsker
 from .settings import GatewaySettings
 from .zones import Zone
 
 log = logging.getLogger("kachery_resource.gateway")
 
-MAX_POLL_SEC = 20.0  # one long-poll request: below the proxy's 25 s clamp
-MAX_ANSWER_BYTES = 65536
 NEGATIVE_CACHE_SIZE = 10000
-CONNECT_TIMEOUT_SEC = 3.0  # a resource's proxy that does not accept a connection by then is down
-UNREACHABLE_SKIP_SEC = 10.0  # ... and is not asked again for this long
 
 
 @dataclass(frozen=True)
@@ -72,13 +65,12 @@ class OnDemand:
     def __init__(self, settings: GatewaySettings, metrics: GatewayMetrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or GatewayMetrics()
-        self._session: aiohttp.ClientSession | None = None
+        self._asker = ResourceAsker(self.metrics)
         self._flights: dict[tuple[str, str], Flight] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._negative: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._resources: dict[str, tuple[float, list[Resource]]] = {}
         self._reading: dict[str, asyncio.Future[list[Resource]]] = {}
-        self._unreachable: dict[str, float] = {}  # resource URL -> skip it until (monotonic)
         self._slots = FlightSlots()
 
     async def close(self) -> None:
@@ -87,13 +79,7 @@ class OnDemand:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._session is not None:
-            await self._session.close()
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
-        return self._session
+        await self._asker.close()
 
     async def resources(self, zone: Zone) -> list[Resource]:
         """The zone's live resources: announced (not expired) and listed in the zones file."""
@@ -222,8 +208,9 @@ class OnDemand:
         """Ask every resource at once; the first verified upload wins."""
         loop = asyncio.get_running_loop()
         now = time.monotonic()
-        reachable = [r for r in resources if self._unreachable.get(r.url, 0) <= now]
-        pending = {asyncio.create_task(self._ask(r.url, flight)): r for r in reachable}
+        reachable = [r for r in resources if self._asker.reachable(r.url, now)]
+        pending = {asyncio.create_task(self._asker.ask(r.url, flight.zone.name, flight.sha1,
+                                                        flight.deadline)): r for r in reachable}
         answers: list[str] = ["unavailable"] * (len(resources) - len(reachable))
         try:
             while pending:
@@ -251,68 +238,3 @@ class OnDemand:
     async def _in_bucket(self, flight: Flight) -> bool:
         key = keys.content_key(flight.zone.prefix, flight.sha1)
         return await flight.zone.storage.size_of(key) is not None
-
-    async def _ask(self, url: str, flight: Flight) -> str:
-        """Long-poll one resource: uploaded, not-found, error or unavailable."""
-        answer = await self._poll(url, flight)
-        self.metrics.on_demand_requests.labels(answer).inc()
-        return answer
-
-    async def _poll(self, url: str, flight: Flight) -> str:
-        loop = asyncio.get_running_loop()
-        name = url.rstrip("/").rsplit("/", 1)[-1]
-        while (left := flight.deadline - loop.time()) > 0.05:
-            wait = min(left, MAX_POLL_SEC)
-            body = {"type": "requestFromClient", "resourceName": name, "zone": flight.zone.name,
-                    "request": {"type": "fileUpload", "uri": f"sha1://{flight.sha1}",
-                                "timeoutMsec": max(1, int(wait * 1000))},
-                    "timeoutMsec": int(wait * 1000) + 5000}
-            t0 = loop.time()
-            try:
-                status = await self._post(url, body, wait + 10)
-            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-                # nothing answers there (a proxy down, a firewall dropping packets): skip it
-                # for a while rather than make every miss wait for the connect timeout
-                if len(self._unreachable) > 1000:
-                    self._unreachable.clear()
-                self._unreachable[url] = time.monotonic() + UNREACHABLE_SKIP_SEC
-                log.info("on demand: cannot connect to resource %s (%s); skipping it for %g s",
-                         url, str(exc)[:200] or type(exc).__name__, UNREACHABLE_SKIP_SEC)
-                return "unavailable"
-            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-                log.info("on demand: resource %s unavailable: %s", url, str(exc)[:200] or type(exc).__name__)
-                return "unavailable"
-            if status in ("completed", "not-found", "error"):
-                return {"completed": "uploaded"}.get(status, status)
-            if loop.time() - t0 < 0.05:  # answered at once without a result: do not spin
-                await asyncio.sleep(0.2)
-        return "timeout"
-
-    async def _post(self, url: str, body: dict[str, object], timeout: float) -> str:
-        """POST one request; the upload status it answered (ValueError on a bad answer)."""
-        limits = aiohttp.ClientTimeout(total=timeout, sock_connect=CONNECT_TIMEOUT_SEC)
-        # no redirects: an announced URL must not steer the gateway's requests elsewhere
-        async with self._http().post(url, json=body, timeout=limits, allow_redirects=False,
-                                     proxy=proxy_for(url)) as resp:
-            text = await read_capped(resp, MAX_ANSWER_BYTES)
-            if resp.status != 200:
-                raise ValueError(f"HTTP {resp.status}: {text[:200]!r}")
-        try:
-            data = json.loads(text)
-            status = None if data.get("error") else data["response"]["status"]["status"]
-        except (KeyError, TypeError, AttributeError, UnicodeDecodeError):
-            status = None
-        if not isinstance(status, str):
-            raise ValueError(f"unexpected answer {text[:200]!r}")
-        return status
-
-
-async def read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The whole body of ``resp`` (however it was split on the wire), or ValueError past
-    ``limit`` bytes."""
-    body = bytearray()
-    async for piece in resp.content.iter_chunked(65536):
-        body += piece
-        if len(body) > limit:
-            raise ValueError(f"an answer larger than {limit} bytes")
-    return bytes(body)
