@@ -238,6 +238,8 @@ class PartSender:
         except BaseException:
             self._count(-put.sent)
             raise
+        finally:  # as in the single plan: a failed future here would make a cycle with this
+            del future  # frame, holding the part's read block until the collector ran
         if not 200 <= result.status < 300:
             self._count(-put.sent)
             _raise_for_part_status(n, result)

@@ -207,20 +207,24 @@ class SequentialHasher:
         digest = hashlib.sha1()
         buf = bytearray(min(HASH_BLOCK, max(self.size, 1)))
         view = memoryview(buf)
-        with open(self.path, "rb", buffering=0) as f:
-            for number in range(1, self.num_parts + 1):
-                self._wait_for_turn(number)
-                remaining = min(self.part_size, self.size - (number - 1) * self.part_size)
-                while remaining > 0:
-                    if self._stopped:
-                        raise HashingStopped()
-                    n = f.readinto(view[:min(len(buf), remaining)])
-                    if not n:
-                        raise FileChangedError(
-                            f"{self.path} became shorter while being uploaded; link it again")
-                    digest.update(view[:n])
-                    remaining -= n
-                self._on_part(number)
-            if f.read(1):
-                raise FileChangedError(f"{self.path} grew while being uploaded; link it again")
-        return digest.hexdigest()
+        try:
+            with open(self.path, "rb", buffering=0) as f:
+                for number in range(1, self.num_parts + 1):
+                    self._wait_for_turn(number)
+                    remaining = min(self.part_size, self.size - (number - 1) * self.part_size)
+                    while remaining > 0:
+                        if self._stopped:
+                            raise HashingStopped()
+                        n = f.readinto(view[:min(len(buf), remaining)])
+                        if not n:
+                            raise FileChangedError(
+                                f"{self.path} became shorter while being uploaded; link it again")
+                        digest.update(view[:n])
+                        remaining -= n
+                    self._on_part(number)
+                if f.read(1):
+                    raise FileChangedError(f"{self.path} grew while being uploaded; link it again")
+            return digest.hexdigest()
+        finally:  # the buffer goes now: an error's traceback holds this frame, and a cycle
+            view.release()  # through it (the future that holds the error) would keep it
+            buf.clear()  # until the cyclic collector ran

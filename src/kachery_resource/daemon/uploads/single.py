@@ -116,4 +116,6 @@ class SinglePlan:
             raise TransientError(f"upload PUT failed: {exc!r}") from exc
         except http.client.HTTPException as exc:
             raise TransientError(f"upload PUT failed: {exc!r}") from exc
+        finally:  # a failed future holds its exception, whose traceback holds this frame:
+            del future  # a cycle, which kept the PUT's read buffers until the collector ran
         check_put_status(result.status, result.body)
