@@ -98,3 +98,20 @@ async def test_a_cancelled_waiter_that_had_no_slot_takes_none() -> None:
     assert slots.queued("z") == 0
     slots.release("z")
     assert slots.busy("z") == 0
+
+
+async def test_a_lowered_limit_holds_back_waiters_until_below_it() -> None:
+    slots = FlightSlots()
+    for _ in range(3):
+        assert await slots.acquire("z", 3, 0)
+    waiter = asyncio.ensure_future(slots.acquire("z", 1, 5))  # the zone's limit is now 1
+    await asyncio.sleep(0)
+    slots.release("z")
+    slots.release("z")  # 3 -> 1 busy: nothing handed over while above the limit
+    await asyncio.sleep(0.01)
+    assert not waiter.done() and slots.busy("z") == 1
+    slots.release("z")  # the last one: the waiter's turn
+    assert await asyncio.wait_for(waiter, 1)
+    assert slots.busy("z") == 1
+    slots.release("z")
+    assert slots.busy("z") == 0

@@ -22,6 +22,7 @@ QUEUE_FACTOR = 4  # misses that may wait for a slot, per slot
 @dataclass
 class _Zone:
     busy: int = 0
+    limit: int = 1  # as last asked (a zones file reloaded may change it)
     queue: deque[asyncio.Future[None]] = field(default_factory=deque)
 
 
@@ -41,6 +42,7 @@ class FlightSlots:
         """Take a slot, waiting up to ``timeout`` s behind earlier waiters; False when none
         came in time or the queue is full."""
         z = self._zones.setdefault(zone, _Zone())
+        z.limit = limit
         if z.busy < limit and not z.queue:
             z.busy += 1
             return True
@@ -66,9 +68,10 @@ class FlightSlots:
             z.queue.remove(turn)
 
     def release(self, zone: str) -> None:
-        """Give a slot back: to the first waiter, or free."""
+        """Give a slot back: to the first waiter, or free (also while more are busy than a
+        lowered limit allows)."""
         z = self._zones[zone]
-        while z.queue:
+        while z.queue and z.busy <= z.limit:
             turn = z.queue.popleft()
             if not turn.done():
                 turn.set_result(None)  # the slot passes to it; busy stays
