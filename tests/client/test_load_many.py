@@ -105,7 +105,8 @@ def test_ctrl_c_stops_at_once_and_keeps_partial_files_to_resume(
            "KACHERY_GATEWAY_URL": settings.gateway_url, "KACHERY_ZONE": settings.zone,
            "KACHERY_RESOURCE_URL": str(settings.resource_url),
            "KACHERY_CLOUD_CLIENT_ID": settings.keys.client_id,
-           "KACHERY_CLOUD_PRIVATE_KEY": settings.keys.private_key_hex}
+           "KACHERY_CLOUD_PRIVATE_KEY": settings.keys.private_key_hex,
+           "PYTHONFAULTHANDLER": "1"}  # SIGABRT prints every thread's stack
     store = LocalStore(settings.store_dir)
     partials = [partial_path(store, sha1(data)) for data in files]
     proc = subprocess.Popen([str(BIN / "kachery-resource"), "load", "--no-progress",
@@ -115,7 +116,12 @@ def test_ctrl_c_stops_at_once_and_keeps_partial_files_to_resume(
         wait_until(lambda: all(p.exists() and p.stat().st_size > 0 for p in partials), timeout=30)
         proc.send_signal(signal.SIGINT)
         t0 = time.monotonic()
-        code = proc.wait(timeout=30)
+        try:
+            code = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # seen once in CI: show where it hung
+            proc.send_signal(signal.SIGABRT)
+            pytest.fail("load did not exit within 30 s of Ctrl-C; its threads:\n"
+                        + proc.communicate(timeout=10)[1].decode(errors="replace")[-6000:])
         assert time.monotonic() - t0 < 10  # the stall lasts 60 s
     finally:
         proc.kill()
