@@ -109,16 +109,22 @@ def test_ctrl_c_stops_at_once_and_keeps_partial_files_to_resume(
            "PYTHONFAULTHANDLER": "1"}  # SIGABRT prints every thread's stack
     store = LocalStore(settings.store_dir)
     partials = [partial_path(store, sha1(data)) for data in files]
-    proc = subprocess.Popen([str(BIN / "kachery-resource"), "load", "--no-progress",
-                             *(f"sha1://{sha1(data)}" for data in files)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # as in a terminal, Ctrl-C reaches load: a shell running the tests in the background
+    # ignores SIGINT, and an ignored signal stays ignored in children (CI hung on it)
+    ignored = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen([str(BIN / "kachery-resource"), "load", "--no-progress",
+                                 *(f"sha1://{sha1(data)}" for data in files)],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    finally:
+        signal.signal(signal.SIGINT, ignored)
     try:
         wait_until(lambda: all(p.exists() and p.stat().st_size > 0 for p in partials), timeout=30)
         proc.send_signal(signal.SIGINT)
         t0 = time.monotonic()
         try:
             code = proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:  # seen once in CI: show where it hung
+        except subprocess.TimeoutExpired:  # show where it hung
             proc.send_signal(signal.SIGABRT)
             pytest.fail("load did not exit within 30 s of Ctrl-C; its threads:\n"
                         + proc.communicate(timeout=10)[1].decode(errors="replace")[-6000:])
