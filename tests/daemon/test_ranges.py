@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestServer
 
 from kachery_resource.chunking import MIB, ChunkList, ChunkRecords
 from kachery_resource.config import ResourceConfig
+from kachery_resource.daemon import ranges as ranges_module
 from kachery_resource.daemon.connection import ProxyConnection
 from kachery_resource.daemon.jobs import JobManager
 from kachery_resource.daemon.ranges import MAX_CHUNKS, RangeJobs
@@ -272,6 +273,26 @@ async def test_whole_file_follows_the_first_ranges_only_when_set(tmp_path: Path)
     await ranges.close()
     await jobs.close()
 
+
+
+async def test_whole_file_waits_until_the_reader_pauses(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A whole-file upload started during a read took the CPUs and the gateway from the
+    reader's chunks (the first read 2.5 times slower): it waits for a pause."""
+    monkeypatch.setattr(ranges_module, "WHOLE_AFTER_QUIET_SEC", 0.3)
+    f = make_file(tmp_path, ONE + 4 * CS + 1)
+    ranges, jobs, uploader = setup(tmp_path, [f], FakeChunks(), upload_whole=True)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    for i in range(5):  # a reader: a request every 0.1 s for 0.5 s
+        await ranges.answer(f.sha1, [(i * CS, 1)], 5)
+        await asyncio.sleep(0.1)
+    assert uploader.started == []  # still reading
+    last = loop.time()
+    await until(lambda: uploader.started == [f.sha1])
+    assert loop.time() - last >= 0.2 and loop.time() - t0 >= 0.7
+    await ranges.close()
+    await jobs.close()
 
 # -- through the daemon's proxy connection ----------------------------------------------
 async def test_connection_declares_and_answers_ranges(tmp_path: Path) -> None:

@@ -19,7 +19,10 @@ several.
 After the chunks of a file's first request are done, and when ``upload_whole`` is set
 (``uploadWholeAfterRanges``), the whole file goes up in the background as a normal
 upload job, one at a time and behind every chunk (whole-file jobs wait for a slot after
-chunk jobs), so it never delays a reader. Errors reach remote users without absolute
+chunk jobs). It starts once the file's reader has paused (no ``fileRanges`` for it for
+``WHOLE_AFTER_QUIET_SEC``): a whole-file upload takes the disk, CPUs and gateway that the
+reader's chunks need, and started at once it made the first read of a cold 1 GiB file
+2.5 times slower on two cores (docs/benchmarks.md). Errors reach remote users without absolute
 paths (:func:`.jobs.public_error`).
 """
 
@@ -42,6 +45,7 @@ from .jobs import JobManager, Resolver, public_error
 log = logging.getLogger("kachery_resource.daemon")
 
 MAX_CHUNKS = 64  # chunks started per request
+WHOLE_AFTER_QUIET_SEC = 2.0  # a file's whole upload starts once its reader paused this long
 KEEP_LISTS = 16  # chunk lists kept in memory
 Progress = Callable[[int], None]
 
@@ -99,6 +103,7 @@ class RangeJobs:
         self._chunks: dict[tuple[str, int], ChunkJob] = {}
         self._hashing: dict[str, asyncio.Task[ChunkList]] = {}
         self._whole_asked: set[str] = set()
+        self._last_asked: dict[str, float] = {}  # sha1 -> loop time of its last fileRanges
         self._whole: asyncio.Queue[str] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._worker: asyncio.Task[None] | None = None
@@ -134,8 +139,11 @@ class RangeJobs:
         wanted = sorted({i for offset, length in ranges
                          for i in chunks_covering(chunks.size, chunks.chunk_size, offset, length)})
         started = self._ensure(local, chunks, wanted[:MAX_CHUNKS])
+        if sha1 in self._last_asked:  # its whole upload waits for the reader to pause
+            self._last_asked[sha1] = loop.time()
         if started and sha1 not in self._whole_asked and self._upload_whole:
             self._whole_asked.add(sha1)
+            self._last_asked[sha1] = loop.time()
             self._spawn(self._whole_after(sha1, started))
         pending = [j for j in started if not j.done.is_set()]
         if pending and (left := deadline - loop.time()) > 0:
@@ -248,7 +256,11 @@ class RangeJobs:
 
     # -- the whole file, in the background ----------------------------------------------
     async def _whole_after(self, sha1: str, started: list[ChunkJob]) -> None:
+        loop = asyncio.get_running_loop()
         await asyncio.gather(*(j.done.wait() for j in started))
+        while (quiet := loop.time() - self._last_asked[sha1]) < WHOLE_AFTER_QUIET_SEC:
+            await asyncio.sleep(WHOLE_AFTER_QUIET_SEC - quiet)  # the reader is still reading
+        del self._last_asked[sha1]
         if all(j.state is UploadState.COMPLETED for j in started):
             self._whole.put_nowait(sha1)
             if self._worker is None:
